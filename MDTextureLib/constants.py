@@ -1,0 +1,36 @@
+"""Vocabulary shared by every part of MDTexture: class order, muscle names and label values.
+
+These are contracts: files, model cards, tables and the Slicer module all rely on them, so change them only
+together with a model-card version bump.
+"""
+
+#: Classes in the order of the network's outputs, everywhere.
+CLASSES = ("DMD", "CMD", "normal")
+
+#: The seven calf muscles scored by the paper (Table 3), in canonical order.
+MUSCLES = ("TA", "EDL", "Per", "TP", "Sol", "LG", "MG")
+
+#: Label value of each muscle in a labelmap (TA=1 ... MG=7).
+MUSCLE_LABELS = {name: value for value, name in enumerate(MUSCLES, start=1)}
+
+#: Full anatomical names, for tables and tooltips.
+MUSCLE_FULL_NAMES = {
+    "TA": "tibialis anterior",
+    "EDL": "extensor digitorum longus",
+    "Per": "peroneus (fibularis) longus and brevis",
+    "TP": "tibialis posterior",
+    "Sol": "soleus",
+    "LG": "lateral gastrocnemius",
+    "MG": "medial gastrocnemius",
+}
+
+#: Display colours (RGB in 0..1) per muscle, used by the phantom's .seg.nrrd and the Slicer module.
+MUSCLE_COLORS = {
+    "TA": (0.90, 0.30, 0.25),
+    "EDL": (0.95, 0.65, 0.20),
+    "Per": (0.95, 0.90, 0.30),
+    "TP": (0.45, 0.80, 0.35),
+    "Sol": (0.30, 0.70, 0.90),
+    "LG": (0.55, 0.40, 0.85),
+    "MG": (0.90, 0.45, 0.75),
+}

@@ -1,0 +1,324 @@
+"""Reading and writing images: Dixon series, voxel grids, fat-fraction units, muscle labels.
+
+Everything here is in ITK's physical space (LPS, millimetres). Arrays are numpy in (z, y, x) order, i.e. axial
+slice first, as SimpleITK's ``GetArrayFromImage`` returns them. The Slicer bridge converts to RAS; nothing here
+knows about Slicer or torch.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+
+# Two grids are "the same" when spacing, origin and direction agree to this tolerance (mm, or unitless for
+# direction cosines). DICOM and NIfTI round-trips introduce float noise around 1e-6.
+GRID_TOLERANCE = 1e-4
+
+# Where W+F is below this fraction of its 99th percentile, the voxel is background (air) and FF is set to 0.
+# Muscle W+F is ~50 % of fat's, noise in air is a few %, so 10 % separates them with margin on both sides.
+BACKGROUND_FRACTION_OF_P99 = 0.10
+
+# FF stored as a fraction never exceeds 1 by more than noise; as percent it reaches tens. Values above 105 %
+# are not a fat fraction at all.
+FRACTION_MAX = 1.5
+PERCENT_MAX = 105.0
+NEGATIVE_TOLERANCE = 0.05  # as a fraction: small negatives from noise are clipped, larger ones are an error
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A voxel grid: size (x, y, z) in voxels, spacing (x, y, z) in mm, origin in mm (LPS), direction (row-major 3x3)."""
+
+    size: tuple
+    spacing: tuple
+    origin: tuple
+    direction: tuple
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> "Grid":
+        return cls(tuple(int(s) for s in image.GetSize()), tuple(float(s) for s in image.GetSpacing()),
+                   tuple(float(o) for o in image.GetOrigin()), tuple(float(d) for d in image.GetDirection()))
+
+    @property
+    def shape_zyx(self) -> tuple:
+        return tuple(reversed(self.size))
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        return float(np.prod(self.spacing))
+
+    @property
+    def pixel_area_mm2(self) -> float:
+        return float(self.spacing[0] * self.spacing[1])
+
+    def image(self, array_zyx: np.ndarray) -> sitk.Image:
+        """A SimpleITK image holding ``array_zyx`` on this grid."""
+        if tuple(array_zyx.shape) != self.shape_zyx:
+            raise ValueError(f"array shape {array_zyx.shape} does not match grid {self.shape_zyx}")
+        img = sitk.GetImageFromArray(np.ascontiguousarray(array_zyx))
+        img.SetSpacing(self.spacing)
+        img.SetOrigin(self.origin)
+        img.SetDirection(self.direction)
+        return img
+
+    def ijk_to_lps(self) -> np.ndarray:
+        """4x4 matrix from voxel index (i, j, k) = (x, y, z) to LPS millimetres."""
+        m = np.eye(4)
+        m[:3, :3] = np.asarray(self.direction).reshape(3, 3) * np.asarray(self.spacing)[None, :]
+        m[:3, 3] = self.origin
+        return m
+
+    def mismatch(self, other: "Grid") -> str | None:
+        """None when both grids agree, else a short phrase naming what differs."""
+        if self.size != other.size:
+            return f"size {self.size} vs {other.size}"
+        for what, a, b in (("spacing", self.spacing, other.spacing), ("origin", self.origin, other.origin),
+                           ("direction", self.direction, other.direction)):
+            if not np.allclose(a, b, rtol=0, atol=GRID_TOLERANCE * max(1.0, float(np.max(np.abs(a))))):
+                fmt = lambda v: "(" + ", ".join(f"{x:.4g}" for x in v) + ")"  # noqa: E731
+                return f"{what} {fmt(a)} vs {fmt(b)}"
+        return None
+
+
+def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
+    """Read a 3-D scalar image from NRRD, NIfTI, MetaImage (any SimpleITK format) or a DICOM series folder.
+
+    Raises InputError for a missing path, an unreadable file, a 2-D or 4-D image or a multi-component (RGB) image.
+    The returned image is float32.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{what} not found: {p}")
+    try:
+        if p.is_dir():
+            image = _read_dicom_folder(p, what)
+        else:
+            with warnings.catch_warnings():
+                image = sitk.ReadImage(str(p))
+    except InputError:
+        raise
+    except RuntimeError as exc:
+        raise InputError(f"cannot read {what} {p.name}: not an image file SimpleITK can read "
+                         f"({_first_line(exc)})") from None
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{what} {p.name} has {image.GetNumberOfComponentsPerPixel()} components per voxel "
+                         "(RGB or vector image); a scalar volume is needed")
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        image = image[:, :, :, 0]
+    if image.GetDimension() != 3:
+        raise InputError(f"{what} {p.name} is {image.GetDimension()}-D; a 3-D axial volume is needed")
+    return sitk.Cast(image, sitk.sitkFloat32)
+
+
+def _read_dicom_folder(folder: Path, what: str) -> sitk.Image:
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise InputError(f"{what} folder {folder.name} contains no DICOM series")
+    if len(series) > 1:
+        raise InputError(f"{what} folder {folder.name} contains {len(series)} DICOM series; "
+                         "give the folder of one series")
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    return reader.Execute()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    # ITK messages start with a file:line prefix; the last non-empty line is the readable part.
+    return (lines[-1] if lines else type(exc).__name__)[:200]
+
+
+def write_image(array_zyx: np.ndarray, grid: Grid, path: str | os.PathLike, compress: bool = False) -> None:
+    """Write ``array_zyx`` with exactly ``grid``'s size, spacing, origin and direction."""
+    sitk.WriteImage(grid.image(array_zyx), str(path), compress)
+
+
+@dataclass
+class DixonSeries:
+    """One Dixon acquisition on one voxel grid. ``ff`` is a fraction in [0, 1], (z, y, x), float32."""
+
+    ff: np.ndarray
+    grid: Grid
+    ff_unit: str  # "fraction", "percent" or "derived from water and fat"
+    water: np.ndarray | None = None
+    fat: np.ndarray | None = None
+    warnings: list = field(default_factory=list)
+
+    @property
+    def n_slices(self) -> int:
+        return int(self.ff.shape[0])
+
+    def body_mask(self) -> np.ndarray:
+        """Voxels inside the body: signal above background when water+fat are known, else FF above zero."""
+        if self.water is not None and self.fat is not None:
+            total = np.abs(self.water) + np.abs(self.fat)
+            return total > BACKGROUND_FRACTION_OF_P99 * max(float(np.percentile(total, 99)), 1e-12)
+        return self.ff > 0
+
+
+def load_dixon(ff: str | os.PathLike | None = None, water: str | os.PathLike | None = None,
+               fat: str | os.PathLike | None = None, ff_unit: str = "auto") -> DixonSeries:
+    """Read a Dixon series. FF alone, FF with water and fat, or water and fat alone (FF derived) are accepted.
+
+    All given images must share one voxel grid. FF stored as a fraction or as percent is detected (or forced
+    with ``ff_unit='fraction'|'percent'``) and converted to a fraction.
+    """
+    if ff is None and (water is None or fat is None):
+        raise InputError("give a fat-fraction image, or both water and fat images")
+    images = {}
+    for what, path in (("fat-fraction image", ff), ("water image", water), ("fat image", fat)):
+        if path is not None:
+            images[what] = read_image(path, what)
+    grids = {what: Grid.of(img) for what, img in images.items()}
+    names = list(grids)
+    for other in names[1:]:
+        diff = grids[names[0]].mismatch(grids[other])
+        if diff:
+            raise InputError(f"{names[0]} and {other} are on different voxel grids: {diff}")
+    grid = grids[names[0]]
+    arrays = {what: sitk.GetArrayFromImage(img).astype(np.float32, copy=False) for what, img in images.items()}
+    water_a, fat_a = arrays.get("water image"), arrays.get("fat image")
+    notes: list[str] = []
+    if ff is not None:
+        ff_a, unit = normalise_ff(arrays["fat-fraction image"], ff_unit, notes)
+    else:
+        ff_a, unit = ff_from_water_fat(water_a, fat_a, notes), "derived from water and fat"
+    if ff_a.shape[0] < 3:
+        notes.append(f"only {ff_a.shape[0]} axial slice(s): 3-slice stacks repeat the edge slice")
+    return DixonSeries(ff=ff_a, grid=grid, ff_unit=unit, water=water_a, fat=fat_a, warnings=notes)
+
+
+def normalise_ff(ff: np.ndarray, unit: str = "auto", notes: list | None = None) -> tuple[np.ndarray, str]:
+    """Return (FF as a fraction in [0, 1], detected unit). NaN/Inf are set to 0 with a note.
+
+    Raises InputError for FF clearly below 0 or above 100 %, and for an image that is all NaN.
+    """
+    notes = [] if notes is None else notes
+    ff = np.array(ff, dtype=np.float32, copy=True)
+    bad = ~np.isfinite(ff)
+    if bad.all():
+        raise InputError("fat-fraction image has no finite values")
+    if bad.any():
+        notes.append(f"{int(bad.sum())} NaN/Inf voxels in the fat-fraction image were masked (set to 0)")
+        ff[bad] = 0.0
+    hi, lo = float(ff.max()), float(ff.min())
+    if unit == "auto":
+        if hi <= FRACTION_MAX:
+            unit = "fraction"
+        elif hi <= PERCENT_MAX:
+            unit = "percent"
+        else:
+            raise InputError(f"fat-fraction image has values up to {hi:.4g}, above 100 %: is it a fat image?")
+    elif unit not in ("fraction", "percent"):
+        raise InputError(f"unknown FF unit {unit!r}; use auto, fraction or percent")
+    scale = 100.0 if unit == "percent" else 1.0
+    if hi / scale > PERCENT_MAX / 100.0:
+        raise InputError(f"fat-fraction image has values up to {hi:.4g} {unit}, above 100 %")
+    if lo / scale < -NEGATIVE_TOLERANCE:
+        raise InputError(f"fat-fraction image has negative values (down to {lo:.4g} {unit})")
+    ff /= scale
+    if lo < 0 or ff.max() > 1:
+        notes.append("fat fraction clipped to [0, 100] % (small excursions from noise)")
+    np.clip(ff, 0.0, 1.0, out=ff)
+    return ff, unit
+
+
+def ff_from_water_fat(water: np.ndarray, fat: np.ndarray, notes: list | None = None) -> np.ndarray:
+    """FF = F / (W + F) on magnitudes, 0 in background where W + F is near zero."""
+    notes = [] if notes is None else notes
+    w, f = np.abs(np.nan_to_num(water)), np.abs(np.nan_to_num(fat))
+    total = w + f
+    floor = BACKGROUND_FRACTION_OF_P99 * float(np.percentile(total, 99))
+    if floor <= 0:
+        raise InputError("water and fat images are empty (all zero)")
+    ff = np.zeros_like(total, dtype=np.float32)
+    body = total > floor
+    ff[body] = f[body] / total[body]
+    notes.append("fat fraction derived as F/(W+F) from the water and fat images")
+    return ff
+
+
+@dataclass
+class LabelMap:
+    """Muscle labels resampled onto an image grid. ``names`` maps label value → segment name as given."""
+
+    labels: np.ndarray  # (z, y, x) integer
+    names: dict
+    warnings: list = field(default_factory=list)
+
+
+def read_labels(path: str | os.PathLike, grid: Grid) -> LabelMap:
+    """Read a muscle labelmap (any image format) or a Slicer ``.seg.nrrd`` and bring it onto ``grid``.
+
+    Labels on another grid in the same physical space are resampled nearest-neighbour. Raises InputError when
+    nothing of the segmentation falls on the image.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"segmentation not found: {p}")
+    notes: list[str] = []
+    if p.name.lower().endswith(".seg.nrrd"):
+        image, names = _read_slicer_segmentation(p, notes)
+    else:
+        image = read_image(p, "segmentation")
+        values = np.unique(sitk.GetArrayViewFromImage(image))
+        if not np.allclose(values, np.round(values)):
+            raise InputError(f"segmentation {p.name} has non-integer values; a labelmap is needed")
+        image = sitk.Cast(image, sitk.sitkUInt16)
+        names = {}
+    if Grid.of(image).mismatch(grid):
+        image = sitk.Resample(image, grid.image(np.zeros(grid.shape_zyx, np.uint8)), sitk.Transform(),
+                              sitk.sitkNearestNeighbor, 0, image.GetPixelID())
+        notes.append("segmentation resampled (nearest neighbour) onto the fat-fraction grid")
+    labels = sitk.GetArrayFromImage(image).astype(np.uint16)
+    present = [int(v) for v in np.unique(labels) if v != 0]
+    if not present:
+        raise InputError(f"segmentation {p.name} has no labelled voxels on the image grid "
+                         "(empty, or it does not overlap the image)")
+    if not names:
+        from .constants import MUSCLES
+        names = {v: (MUSCLES[v - 1] if 1 <= v <= len(MUSCLES) else f"label_{v}") for v in present}
+    return LabelMap(labels=labels, names=names, warnings=notes)
+
+
+def _read_slicer_segmentation(path: Path, notes: list) -> tuple[sitk.Image, dict]:
+    """A ``.seg.nrrd`` → (labelmap image in LPS, {value: segment name}); layers are merged into one labelmap."""
+    import slicerio
+
+    try:
+        seg = slicerio.read_segmentation(str(path))
+    except Exception as exc:  # slicerio raises plain exceptions for malformed headers
+        raise InputError(f"cannot read segmentation {path.name}: {_first_line(exc)}") from None
+    voxels = np.asarray(seg["voxels"])
+    if voxels.ndim == 3:
+        voxels = voxels[None]
+    elif voxels.ndim == 4 and voxels.shape[0] > 8 and voxels.shape[3] <= 8:
+        voxels = np.moveaxis(voxels, 3, 0)  # defensive: layer axis last
+    merged = np.zeros(voxels.shape[1:], dtype=np.uint16)
+    names: dict[int, str] = {}
+    next_value = 1
+    for segment in seg["segments"]:
+        layer = int(segment.get("layer", 0) or 0)
+        mask = voxels[layer] == int(segment["labelValue"])
+        value = next_value
+        next_value += 1
+        if np.any(merged[mask]):
+            notes.append(f"segment {segment['name']} overlaps another; the overlap is given to {segment['name']}")
+        merged[mask] = value
+        names[value] = str(segment["name"])
+    ijk_to_lps = np.asarray(seg["ijkToLPS"], dtype=float)
+    spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
+    direction = ijk_to_lps[:3, :3] / spacing[None, :]
+    image = sitk.GetImageFromArray(np.ascontiguousarray(merged.transpose(2, 1, 0)))  # (i,j,k) → (z,y,x)
+    image.SetSpacing(tuple(float(s) for s in spacing))
+    image.SetOrigin(tuple(float(o) for o in ijk_to_lps[:3, 3]))
+    image.SetDirection(tuple(float(d) for d in direction.ravel()))
+    return image, names

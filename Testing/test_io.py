@@ -1,0 +1,180 @@
+"""Reading Dixon series: formats, grids, FF units and derivation, labels and Slicer segmentations."""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import AWKWARD, leg_volume, write_nrrd
+from MDTextureLib.errors import InputError
+from MDTextureLib.io import Grid, load_dixon, normalise_ff, read_image, read_labels
+
+
+def test_fraction_and_percent_are_detected_and_converted(tmp_path):
+    vol = leg_volume()
+    frac = load_dixon(ff=write_nrrd(vol["ff"], tmp_path / "f.nrrd"))
+    pct = load_dixon(ff=write_nrrd(vol["ff"] * 100, tmp_path / "p.nrrd"))
+    assert frac.ff_unit == "fraction" and pct.ff_unit == "percent"
+    np.testing.assert_allclose(pct.ff, frac.ff, atol=1e-6)
+    forced = load_dixon(ff=tmp_path / "p.nrrd", ff_unit="percent")
+    np.testing.assert_allclose(forced.ff, frac.ff, atol=1e-6)
+
+
+def test_nan_and_inf_are_masked_with_a_warning():
+    ff = np.full((3, 4, 4), 0.2, np.float32)
+    ff[0, 0, 0], ff[1, 1, 1] = np.nan, np.inf
+    out, unit = normalise_ff(ff, notes=(notes := []))
+    assert out[0, 0, 0] == 0 and out[1, 1, 1] == 0 and out[2, 2, 2] == pytest.approx(0.2)
+    assert unit == "fraction" and any("2 NaN/Inf" in n for n in notes)
+
+
+@pytest.mark.parametrize("values, message", [
+    ((-20.0, 50.0), "negative values"),
+    ((0.0, 140.0), "above 100 %"),
+    ((0.0, 3000.0), "above 100 %"),
+])
+def test_impossible_fat_fractions_are_refused(values, message):
+    ff = np.linspace(*values, 48, dtype=np.float32).reshape(3, 4, 4)
+    with pytest.raises(InputError, match=message):
+        normalise_ff(ff)
+
+
+def test_ff_is_derived_from_water_and_fat(leg_files):
+    vol = leg_volume()
+    derived = load_dixon(water=leg_files["water"], fat=leg_files["fat"])
+    assert derived.ff_unit == "derived from water and fat"
+    body = vol["water"] + vol["fat"] > 50
+    np.testing.assert_allclose(derived.ff[body], vol["ff"][body], atol=1e-5)
+    assert (derived.ff[~body] == 0).all()  # background guarded, not 0/0
+
+
+def test_grids_must_match_and_the_message_names_the_difference(tmp_path):
+    vol = leg_volume()
+    ff = write_nrrd(vol["ff"], tmp_path / "ff.nrrd")
+    other = dict(AWKWARD, spacing=(0.9, 1.2, 4.0))
+    water = write_nrrd(vol["water"], tmp_path / "water.nrrd", other)
+    with pytest.raises(InputError, match=r"different voxel grids: spacing \(0.9, 1.1, 4\) vs \(0.9, 1.2, 4\)"):
+        load_dixon(ff=ff, water=water, fat=water)
+    moved = write_nrrd(vol["water"], tmp_path / "moved.nrrd", dict(AWKWARD, origin=(0, 0, 0)))
+    with pytest.raises(InputError, match="origin"):
+        load_dixon(ff=ff, water=moved, fat=moved)
+
+
+def test_geometry_is_read_exactly(leg_files):
+    series = load_dixon(ff=leg_files["ff"])
+    assert series.grid.spacing == pytest.approx(AWKWARD["spacing"])
+    assert series.grid.origin == pytest.approx(AWKWARD["origin"])
+    assert series.grid.direction == pytest.approx(AWKWARD["direction"])
+    assert series.ff.shape == (6, 72, 80)
+
+
+def test_bad_files_get_one_line_messages(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        read_image(tmp_path / "absent.nrrd")
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(InputError, match="cannot read image notes.txt") as info:
+        read_image(tmp_path / "notes.txt")
+    assert "\n" not in str(info.value)
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 6), np.float32)), str(tmp_path / "flat.nrrd"))
+    with pytest.raises(InputError, match="is 2-D"):
+        read_image(tmp_path / "flat.nrrd")
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((2, 3, 5, 6), np.float32), isVector=False), str(tmp_path / "t.nrrd"))
+    with pytest.raises(InputError, match="is 4-D"):
+        read_image(tmp_path / "t.nrrd")
+    rgb = sitk.GetImageFromArray(np.zeros((3, 5, 6, 3), np.uint8), isVector=True)
+    sitk.WriteImage(rgb, str(tmp_path / "rgb.nrrd"))
+    with pytest.raises(InputError, match="3 components"):
+        read_image(tmp_path / "rgb.nrrd")
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(InputError, match="no DICOM series"):
+        read_image(tmp_path / "empty_dir")
+
+
+def test_nifti_and_metaimage_give_the_same_series(tmp_path, leg_files):
+    ref = load_dixon(ff=leg_files["ff"])
+    img = sitk.ReadImage(str(leg_files["ff"]))
+    for name in ("ff.nii.gz", "ff.mha"):
+        sitk.WriteImage(img, str(tmp_path / name))
+        s = load_dixon(ff=tmp_path / name)
+        np.testing.assert_array_equal(s.ff, ref.ff)
+        assert s.grid.mismatch(ref.grid) is None
+
+
+def test_dicom_series_folder(tmp_path):
+    vol = (leg_volume(n_slices=4)["ff"] * 1000).astype(np.int16)
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(vol.shape[0]):
+        sl = sitk.GetImageFromArray(vol[k])
+        sl.SetSpacing((0.8, 0.8))  # the writer takes pixel spacing from the image, not from the tag
+        for tag, value in (("0008|0060", "MR"), ("0020|000e", "1.2.826.0.1.3680043.2.1125.1"),
+                           ("0020|000d", "1.2.826.0.1.3680043.2.1125.2"), ("0020|0013", str(k + 1)),
+                           ("0020|0032", f"-50\\-60\\{k * 4.0}"), ("0020|0037", "1\\0\\0\\0\\1\\0"),
+                           ("0028|0030", "0.8\\0.8"), ("0018|0050", "4")):
+            sl.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{k:03d}.dcm"))
+        writer.Execute(sl)
+    image = read_image(folder, "fat-fraction image")
+    assert image.GetSize() == (80, 72, 4)
+    assert image.GetSpacing() == pytest.approx((0.8, 0.8, 4.0))
+    assert image.GetOrigin() == pytest.approx((-50, -60, 0))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image), vol)
+
+
+def test_labels_on_a_finer_grid_are_resampled_nearest_neighbour(tmp_path, leg_files):
+    series = load_dixon(ff=leg_files["ff"])
+    labels = leg_volume()["labels"]
+    fine = np.repeat(np.repeat(labels, 2, axis=1), 2, axis=2)
+    geom = dict(AWKWARD, spacing=(0.45, 0.55, 4.0))
+    # Same physical extent: shift the origin by a quarter voxel of the coarse grid (finer voxel centres).
+    d = np.asarray(AWKWARD["direction"]).reshape(3, 3)
+    shift = d @ np.array([-0.225, -0.275, 0.0])
+    geom["origin"] = tuple(np.asarray(AWKWARD["origin"]) + shift)
+    lm = read_labels(write_nrrd(fine, tmp_path / "fine.nrrd", geom), series.grid)
+    np.testing.assert_array_equal(lm.labels, labels)
+    assert lm.names == {1: "TA", 5: "Sol"}
+    assert any("resampled" in w for w in lm.warnings)
+
+
+def test_segmentation_that_misses_the_image_is_refused(tmp_path, leg_files):
+    series = load_dixon(ff=leg_files["ff"])
+    far = write_nrrd(leg_volume()["labels"], tmp_path / "far.nrrd", dict(AWKWARD, origin=(500.0, 500.0, 500.0)))
+    with pytest.raises(InputError, match="does not overlap"):
+        read_labels(far, series.grid)
+    empty = write_nrrd(np.zeros((6, 72, 80), np.uint8), tmp_path / "empty.nrrd")
+    with pytest.raises(InputError, match="no labelled voxels"):
+        read_labels(empty, series.grid)
+
+
+def test_slicer_seg_nrrd_names_and_geometry(tmp_path, leg_files):
+    import slicerio
+
+    series = load_dixon(ff=leg_files["ff"])
+    labels = leg_volume()["labels"]
+    grid = series.grid
+    seg = {
+        "voxels": labels.transpose(2, 1, 0).copy(),  # slicerio uses (i, j, k)
+        "ijkToLPS": grid.ijk_to_lps(),
+        "encoding": "gzip",
+        "segments": [
+            {"id": "Segment_1", "name": "Tibialis anterior", "labelValue": 1, "layer": 0, "color": [1, 0, 0]},
+            {"id": "Segment_2", "name": "soleus", "labelValue": 5, "layer": 0, "color": [0, 0, 1]},
+        ],
+    }
+    slicerio.write_segmentation(str(tmp_path / "m.seg.nrrd"), seg)
+    lm = read_labels(tmp_path / "m.seg.nrrd", grid)
+    names = {v: n for v, n in lm.names.items()}
+    assert sorted(names.values()) == ["Tibialis anterior", "soleus"]
+    by_name = {n: v for v, n in names.items()}
+    np.testing.assert_array_equal(lm.labels == by_name["Tibialis anterior"], labels == 1)
+    np.testing.assert_array_equal(lm.labels == by_name["soleus"], labels == 5)
+    assert not lm.warnings  # same grid: no resampling
+
+
+def test_grid_image_round_trip():
+    g = Grid((4, 3, 2), AWKWARD["spacing"], AWKWARD["origin"], AWKWARD["direction"])
+    img = g.image(np.zeros((2, 3, 4), np.float32))
+    assert Grid.of(img) == g
+    m = g.ijk_to_lps()
+    assert np.allclose(m @ [1, 0, 0, 1], list(img.TransformIndexToPhysicalPoint((1, 0, 0))) + [1])
