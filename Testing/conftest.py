@@ -56,8 +56,8 @@ def write_nrrd(array: np.ndarray, path: Path, geometry: dict = AWKWARD) -> Path:
 def leg_files(tmp_path):
     """ff.nrrd, water.nrrd, fat.nrrd and muscles.nrrd of :func:`leg_volume` on the awkward grid."""
     vol = leg_volume()
-    paths = {k: write_nrrd(v, tmp_path / f"{'muscles' if k == 'labels' else k}.nrrd") for k, v in vol.items()}
-    return paths
+    names = {"ff": "ff", "water": "water", "fat": "fat", "labels": "muscles"}
+    return {names[k]: write_nrrd(v, tmp_path / f"{names[k]}.nrrd") for k, v in vol.items()}
 
 
 @pytest.fixture(scope="session")
