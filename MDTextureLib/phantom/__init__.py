@@ -1,0 +1,18 @@
+"""Synthetic lower-leg Dixon MRI cohort: anatomy, disease patterns (DMD / CMD / normal), signal, cohort writer.
+
+Public API::
+
+    from MDTextureLib.phantom import make_scan, write_scan, write_cohort
+    scan = make_scan("DMD", seed=3)           # arrays (z, y, x), spacing (x, y, z) mm, LPS origin, truth dict
+    write_scan(scan, "out/S001_1")            # water/fat/ff/muscles/involvement .nrrd, muscles.seg.nrrd, truth.json
+    records = write_cohort("out", subjects=48, seed=0)   # + cohort.csv; returns MDTextureLib.cohort records
+
+Modules: ``anatomy`` (geometry and muscle layout), ``subject`` (traits, scanner settings), ``disease`` (amount and
+pattern of fat), ``signal`` (Dixon magnitudes, coil, noise), ``scan`` (one scan + truth), ``io`` (files),
+``cohort`` (many scans, atomic), ``preview`` (PNG sheet), ``stats`` (cohort statistics), ``cli`` (commands).
+"""
+from .cohort import write_cohort
+from .io import write_scan
+from .scan import Scan, make_scan
+
+__all__ = ["Scan", "make_scan", "write_scan", "write_cohort"]

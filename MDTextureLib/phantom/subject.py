@@ -1,0 +1,168 @@
+"""Who is scanned and how: subject traits (class, age, severity, leg size) and scanner/session settings.
+
+Numbers come from the facts notes §2a-§2b: calf circumference 24-30 cm in children of 6-12 y and 34-39 cm in adults;
+subcutaneous fat 4-15 mm (thicker in DMD); ML/AP elongation 5-10 %; 3T extremity protocols with a 150-240 mm FOV,
+matrix 192-320, 0.7-1.5 mm pixels, 4 mm slices, 16-35 slices; muscle water SNR 20-60.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..constants import CLASSES
+from ..errors import InputError
+from .anatomy import REGIONS, GridSpec, LegSpec, leg_half_extent_mm
+from .disease import SUBTYPES
+
+MATRICES = (192, 224, 256, 288, 320)
+PIXEL_RANGE_MM = (0.7, 1.5)
+FOV_RANGE_MM = (150.0, 240.0)
+SLICE_MM = 4.0
+N_SLICES_RANGE = (16, 35)
+AGE_RANGE = {"DMD": (5.0, 15.0), "COL6": (5.0, 35.0), "LAMA2": (5.0, 18.0), "none": (5.0, 55.0)}
+
+
+@dataclass(frozen=True)
+class Subject:
+    class_name: str
+    subtype: str            # DMD, COL6, LAMA2 or none
+    age: float              # years at this scan
+    severity: float         # 0 (nearly normal) .. 1 (end stage); 0 for normal subjects
+    severity_offset: float  # subject's deviation from the age trend (DMD), kept across follow-ups
+    circumference_cm: float
+    muscle_scale: float     # >1 pseudohypertrophy (DMD), <1 atrophy (CMD)
+    fat_mm: float
+    skin_mm: float
+    aspect: float
+    base_ff: float          # physiological muscle FF (fraction)
+    marrow_ff: float
+    position: tuple         # per region, where the subject sits inside the class's FF range (0..1)
+
+
+def dmd_severity(age: float, offset: float) -> float:
+    """DMD severity grows with age: ~0.05 at 5 y, ~0.55 at 10 y (late ambulatory), ~1 by 15 y (non-ambulant)."""
+    return float(np.clip((age - 4.5) / 10.0 + offset, 0.02, 1.0))
+
+
+def draw_subject(rng: np.random.Generator, class_name: str, age=None, severity=None, subtype=None) -> Subject:
+    """Draw one subject of ``class_name``; given values override the draws (validated)."""
+    if class_name not in CLASSES:
+        raise InputError(f"unknown class {class_name!r}; expected one of {', '.join(CLASSES)}")
+    # Always consume the same draws in the same order, so overriding one value does not shift the others.
+    u = rng.uniform(size=12)
+    pos_noise = rng.normal(0.0, 0.2, len(REGIONS))
+    if subtype is None:
+        # COL6-RD probably dominates the paper's CMD class (facts §0); LAMA2-like cases are mixed in.
+        subtype = {"DMD": "DMD", "normal": "none"}.get(class_name) or ("COL6" if u[0] < 0.75 else "LAMA2")
+    if subtype not in SUBTYPES[class_name]:
+        raise InputError(f"subtype {subtype!r} does not belong to class {class_name}; "
+                         f"expected one of {', '.join(SUBTYPES[class_name])}")
+    lo, hi = AGE_RANGE[subtype]
+    if age is None:
+        age = lo + u[1] * (hi - lo)
+    if not 2.0 <= float(age) <= 90.0:
+        raise InputError(f"age {age} is outside 2-90 years")
+    age = float(age)
+    offset = 0.12 * (2 * u[2] - 1) * 1.5
+    if severity is None:
+        if subtype == "DMD":
+            severity = dmd_severity(age, offset)
+        elif subtype == "none":
+            severity = 0.0
+        else:
+            severity = 0.05 + 0.9 * u[3]
+    if not 0.0 <= float(severity) <= 1.0:
+        raise InputError(f"severity {severity} is outside 0-1")
+    if subtype == "none":
+        severity = 0.0
+    # calf circumference with age (24-30 cm at 6-12 y, ~36 cm adult) and +-6 % between subjects
+    circ = (22.0 + 14.0 * (1.0 - np.exp(-(age - 4.0) / 7.0))) * (1.0 + 0.06 * np.sqrt(3) * (2 * u[4] - 1))
+    scale = {"DMD": 1.0 + 0.12 * u[5], "COL6": 0.82 + 0.13 * u[5], "LAMA2": 0.75 + 0.15 * u[5], "none": 1.0}[subtype]
+    fat = (4.0 + 6.0 * u[6]) if age < 15 else (4.0 + 10.0 * u[6])
+    fat *= {"DMD": 1.3, "LAMA2": 1.4}.get(subtype, 1.0)
+    skin = 1.0 + 0.5 * min(1.0, age / 15.0) + 0.3 * u[7]
+    aspect = 0.05 + 0.05 * u[8]
+    base_ff = float(np.clip(0.018 + 0.00035 * (age - 5.0) + 0.006 * (u[9] - 0.5), 0.01, 0.05))
+    marrow_ff = float(0.55 + 0.37 * (1.0 - np.exp(-(age - 3.0) / 9.0)))
+    position = tuple(np.clip(u[10] + pos_noise, 0.0, 1.0).round(4))
+    return Subject(class_name, subtype, round(age, 2), round(float(severity), 4), offset, float(circ), float(scale),
+                   float(fat), float(skin), float(aspect), base_ff, marrow_ff, position)
+
+
+def follow_up(subject: Subject, rng: np.random.Generator) -> Subject:
+    """The same subject about a year later: older, and (DMD) more severe; CMD progresses slowly."""
+    dt = rng.uniform(0.8, 1.5)
+    age = subject.age + dt
+    if subject.subtype == "DMD":
+        sev = dmd_severity(age, subject.severity_offset)
+    elif subject.subtype == "none":
+        sev = 0.0
+    else:
+        sev = min(1.0, subject.severity + 0.04 * dt)
+    return replace(subject, age=round(age, 2), severity=round(sev, 4))
+
+
+def leg_geometry(subject: Subject) -> tuple:
+    """(compartment radius at max girth, bone scale, leg length) in mm from the subject's traits."""
+    outer_r = subject.circumference_cm * 10.0 / (2 * np.pi)
+    comp_r = (outer_r - subject.fat_mm - subject.skin_mm) / (1 + subject.aspect / 2) * subject.muscle_scale
+    bone_scale = outer_r * 2 / 116.0
+    return comp_r, bone_scale, 390.0 * bone_scale ** 1.3
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    grid: GridSpec
+    leg: LegSpec
+    snr: float
+    z_origin_mm: float
+
+
+def draw_acquisition(rng: np.random.Generator, subject: Subject, n_slices=None, matrix=None, pixel_mm=None):
+    """Scanner / session: FOV, matrix, pixel size, slab length and position, leg placement, SNR."""
+    u = rng.uniform(size=10)
+    nrm = rng.normal(size=5)
+    comp_r, bone_scale, leg_len = leg_geometry(subject)
+    fat_tib = 1.0 + 2.0 * u[0]
+    probe = LegSpec(comp_r, subject.fat_mm, fat_tib, subject.skin_mm, bone_scale, leg_len, subject.aspect,
+                    (0.0, 0.0), (0.0, 0.0), 0.0)
+    need_mm = 2 * probe.outer_radius_mm * 1.18 + 20.0        # leg + margins for placement and drift
+    if n_slices is None:
+        n_slices = int(N_SLICES_RANGE[0] + np.floor(u[1] * (N_SLICES_RANGE[1] - N_SLICES_RANGE[0] + 1)))
+    n_slices = int(n_slices)
+    if not 3 <= n_slices <= 200:
+        raise InputError(f"n_slices {n_slices} is outside 3-200")
+    if matrix is None and pixel_mm is None:
+        fov = max(FOV_RANGE_MM[0], need_mm) + u[2] * max(0.0, FOV_RANGE_MM[1] - max(FOV_RANGE_MM[0], need_mm))
+        ok = [m for m in MATRICES if PIXEL_RANGE_MM[0] <= fov / m <= PIXEL_RANGE_MM[1]]
+        matrix = ok[int(u[3] * len(ok))]
+        pixel_mm = round(fov / matrix, 3)
+    elif pixel_mm is None:
+        fov = max(FOV_RANGE_MM[0], need_mm) + u[2] * 30.0
+        pixel_mm = round(float(np.clip(fov / int(matrix), *PIXEL_RANGE_MM)), 3)
+    elif matrix is None:
+        fov = max(FOV_RANGE_MM[0], need_mm) + u[2] * 30.0
+        matrix = int(np.ceil(fov / float(pixel_mm) / 16.0) * 16)
+    matrix, pixel_mm = int(matrix), float(pixel_mm)
+    if matrix < 16 or pixel_mm <= 0:
+        raise InputError(f"matrix {matrix} / pixel size {pixel_mm} mm are not valid")
+    fov = matrix * pixel_mm
+    drift = (0.15 * nrm[0], 0.15 * nrm[1])
+    probe = replace(probe, drift_mm_per_slice=drift)
+    half = leg_half_extent_mm(probe, GridSpec(matrix, pixel_mm, n_slices, SLICE_MM, 0.4)) + 2 * pixel_mm
+    if fov / 2 < half:
+        raise InputError(f"a {fov:.0f} mm field of view ({matrix} x {pixel_mm} mm) is too small for this leg "
+                         f"(diameter {2 * probe.outer_radius_mm:.0f} mm); use a larger matrix or pixel size")
+    # slab centred near max girth, kept between the knee and the tendinous distal third
+    half_f = (n_slices - 1) / 2.0 * SLICE_MM / leg_len
+    centre = 0.33 + 0.12 * u[4]
+    centre = float(np.clip(centre, 0.03 + half_f, max(0.03 + half_f, 0.75 - half_f)))
+    slack = max(0.0, fov / 2 - half)
+    off = tuple(float(np.clip(0.04 * fov * n, -slack, slack)) for n in nrm[2:4])
+    leg = LegSpec(comp_r, subject.fat_mm, fat_tib, subject.skin_mm, bone_scale, leg_len, subject.aspect,
+                  off, drift, float(6.0 * nrm[4]))
+    grid = GridSpec(matrix, pixel_mm, n_slices, SLICE_MM, centre)
+    snr = 20.0 + 40.0 * u[5]
+    z_origin = -100.0 - 200.0 * u[6]
+    return Acquisition(grid, leg, float(snr), round(float(z_origin), 1))
