@@ -304,16 +304,20 @@ def _read_slicer_segmentation(path: Path, notes: list) -> tuple[sitk.Image, dict
         voxels = np.moveaxis(voxels, 3, 0)  # defensive: layer axis last
     merged = np.zeros(voxels.shape[1:], dtype=np.uint16)
     names: dict[int, str] = {}
-    next_value = 1
-    for segment in seg["segments"]:
-        layer = int(segment.get("layer", 0) or 0)
-        mask = voxels[layer] == int(segment["labelValue"])
-        value = next_value
-        next_value += 1
-        if np.any(merged[mask]):
-            notes.append(f"segment {segment['name']} overlaps another; the overlap is given to {segment['name']}")
-        merged[mask] = value
-        names[value] = str(segment["name"])
+    segments = list(seg["segments"])
+    for layer in range(voxels.shape[0]):
+        # One lookup table per layer: file label value → our value (1, 2, … in segment order).
+        lut = np.zeros(max(int(voxels[layer].max()), max((int(s["labelValue"]) for s in segments), default=0)) + 1,
+                       dtype=np.uint16)
+        for value, segment in enumerate(segments, start=1):
+            if int(segment.get("layer", 0) or 0) == layer:
+                lut[int(segment["labelValue"])] = value
+                names[value] = str(segment["name"])
+        layer_labels = lut[voxels[layer]]
+        overlap = (layer_labels > 0) & (merged > 0)
+        if overlap.any():
+            notes.append(f"{int(overlap.sum())} voxels belong to overlapping segments; the later segment wins")
+        np.copyto(merged, layer_labels, where=layer_labels > 0)
     ijk_to_lps = np.asarray(seg["ijkToLPS"], dtype=float)
     spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
     direction = ijk_to_lps[:3, :3] / spacing[None, :]

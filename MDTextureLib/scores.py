@@ -110,23 +110,28 @@ def texture_scores(heatmap: np.ndarray, labels: np.ndarray, names: dict, ff: np.
         groups.setdefault(canonical_muscle(name) or str(name), []).append(int(value))
     pixel_area_mm2 = float(spacing_mm[0] * spacing_mm[1])
     voxel_ml = pixel_area_mm2 * float(spacing_mm[2]) / 1000.0
-    hot = heatmap >= params.threshold
+    # One pass over the volume: voxel counts, highlighted counts and FF sums per (slice, label value).
+    n_labels = int(labels.max()) + 1 if labels.size else 1
+    index = (np.arange(labels.shape[0])[:, None, None] * n_labels + labels).ravel()
+    size = labels.shape[0] * n_labels
+    area_px = np.bincount(index, minlength=size).reshape(-1, n_labels)
+    hot_px = np.bincount(index, weights=(heatmap >= params.threshold).ravel(), minlength=size).reshape(-1, n_labels)
+    ff_sum = np.bincount(index, weights=ff.ravel().astype(np.float64), minlength=size).reshape(-1, n_labels)
     order = list(MUSCLES) + sorted(k for k in groups if k not in MUSCLES)
     rows = []
     for muscle in order:
-        values = groups.get(muscle, [])
-        mask = np.isin(labels, values) if values else np.zeros(labels.shape, bool)
-        area_px = mask.sum(axis=(1, 2))
-        hot_px = (mask & hot).sum(axis=(1, 2))
-        present = area_px * pixel_area_mm2 >= max(params.min_area_mm2, 1e-9)
-        highlighted = present & (hot_px >= params.min_overlap * area_px)
+        values = [v for v in groups.get(muscle, []) if v < n_labels]
+        area = area_px[:, values].sum(axis=1)
+        hot = hot_px[:, values].sum(axis=1)
+        present = area * pixel_area_mm2 >= max(params.min_area_mm2, 1e-9)
+        highlighted = present & (hot >= params.min_overlap * area)
         m, n = int(present.sum()), int(highlighted.sum())
-        voxels = int(area_px.sum())
-        label_value = MUSCLE_LABELS.get(muscle, values[0] if values else None)
+        voxels = int(area.sum())
+        label_value = MUSCLE_LABELS.get(muscle, groups[muscle][0] if groups.get(muscle) else None)
         rows.append(MuscleScore(
             muscle=muscle, label_value=label_value, slices_present=m, slices_highlighted=n,
             texture_score=(n / m) if m else None,
-            mean_ff=float(ff[mask].mean() * 100.0) if voxels else None,
+            mean_ff=float(ff_sum[:, values].sum() / voxels * 100.0) if voxels else None,
             volume_ml=voxels * voxel_ml))
     return rows
 

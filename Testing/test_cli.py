@@ -1,0 +1,180 @@
+"""The command line: outputs with the input's exact geometry, and every bad input as one line + non-zero exit."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import AWKWARD, leg_volume, write_nrrd
+from MDTextureLib.cli import main
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, pattern):
+    assert code == 2
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("mdtexture: error:")]
+    assert len(lines) == 1, err
+    assert pattern in lines[0], lines[0]
+
+
+def test_classify_writes_everything_on_the_ff_grid(tmp_path, leg_files, model_files, capsys):
+    out = tmp_path / "result"
+    code, stdout, _ = run(["classify", "--ff", leg_files["ff"], "--segmentation", leg_files["muscles"],
+                           "--model", model_files, "--out", out], capsys)
+    assert code == 0 and "verdict:" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["heatmap.nrrd", "prediction.json", "report.png",
+                                                     "texture_scores.csv"]
+    ff, heat = sitk.ReadImage(str(leg_files["ff"])), sitk.ReadImage(str(out / "heatmap.nrrd"))
+    assert heat.GetSize() == ff.GetSize()
+    assert heat.GetSpacing() == ff.GetSpacing()
+    assert heat.GetOrigin() == ff.GetOrigin()
+    assert heat.GetDirection() == ff.GetDirection()
+    h = sitk.GetArrayFromImage(heat)
+    assert h.min() >= 0 and h.max() == pytest.approx(1.0)
+    pred = json.loads((out / "prediction.json").read_text())
+    assert set(pred["probabilities"]) == {"DMD", "CMD", "normal"}
+    assert abs(sum(pred["probabilities"].values()) - 1) < 1e-4
+    assert len(pred["per_slice"]) == 6 and pred["ff_unit_detected"] == "fraction"
+    assert pred["model"]["sha256"] == json.loads(model_files.read_text())["sha256"]
+    assert pred["texture_score_parameters"] == {"threshold": 0.5, "min_overlap": 0.1, "min_area_mm2": 10.0}
+    rows = list(csv.DictReader(open(out / "texture_scores.csv")))
+    assert [r["muscle"] for r in rows] == ["TA", "EDL", "Per", "TP", "Sol", "LG", "MG"]
+    by = {r["muscle"]: r for r in rows}
+    vol = leg_volume()
+    assert int(by["TA"]["slices_present"]) == 6 and by["EDL"]["texture_score"] == ""
+    assert float(by["TA"]["mean_ff"]) == pytest.approx(100 * vol["ff"][vol["labels"] == 1].mean(), abs=1e-3)
+    voxel_ml = np.prod(AWKWARD["spacing"]) / 1000
+    assert float(by["Sol"]["volume_ml"]) == pytest.approx((vol["labels"] == 5).sum() * voxel_ml, abs=1e-3)
+
+
+def test_water_and_fat_without_ff(tmp_path, leg_files, model_files, capsys):
+    code, _, _ = run(["classify", "--water", leg_files["water"], "--fat", leg_files["fat"], "--model", model_files,
+                      "--out", tmp_path / "wf", "--no-report"], capsys)
+    assert code == 0
+    pred = json.loads((tmp_path / "wf" / "prediction.json").read_text())
+    assert pred["ff_unit_detected"] == "derived from water and fat"
+
+
+def test_percent_ff_and_nan_warn_but_work(tmp_path, model_files, capsys):
+    ff = leg_volume()["ff"] * 100
+    ff[0, 0, 0] = np.nan
+    path = write_nrrd(ff.astype(np.float32), tmp_path / "ffpct.nrrd")
+    code, _, err = run(["classify", "--ff", path, "--model", model_files, "--out", tmp_path / "o", "--no-report"],
+                       capsys)
+    assert code == 0 and "NaN/Inf" in err
+    assert json.loads((tmp_path / "o" / "prediction.json").read_text())["ff_unit_detected"] == "percent"
+
+
+def _bad_inputs(tmp_path, leg_files, model_files):
+    """(name, argv, expected message) for each way of failing."""
+    vol = leg_volume()
+    cases = []
+    cases.append(("missing file", ["--ff", tmp_path / "nope.nrrd"], "not found"))
+    (tmp_path / "junk.nrrd").write_bytes(b"this is not an image")
+    cases.append(("not an image", ["--ff", tmp_path / "junk.nrrd"], "cannot read"))
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 6), np.float32)), str(tmp_path / "flat.nrrd"))
+    cases.append(("2-D", ["--ff", tmp_path / "flat.nrrd"], "is 2-D"))
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 5, 6, 3), np.uint8), isVector=True),
+                    str(tmp_path / "rgb.nrrd"))
+    cases.append(("RGB", ["--ff", tmp_path / "rgb.nrrd"], "components"))
+    other = write_nrrd(vol["water"], tmp_path / "w2.nrrd", dict(AWKWARD, spacing=(1.0, 1.0, 4.0)))
+    cases.append(("grids", ["--ff", leg_files["ff"], "--water", other, "--fat", other], "different voxel grids"))
+    neg = write_nrrd(vol["ff"] - 0.5, tmp_path / "neg.nrrd")
+    cases.append(("negative FF", ["--ff", neg], "negative"))
+    big = write_nrrd(vol["ff"] * 300, tmp_path / "big.nrrd")
+    cases.append((">100 FF", ["--ff", big], "above 100"))
+    empty = write_nrrd(np.zeros_like(vol["labels"]), tmp_path / "empty_seg.nrrd")
+    cases.append(("empty segmentation", ["--ff", leg_files["ff"], "--segmentation", empty], "no labelled voxels"))
+    far = write_nrrd(vol["labels"], tmp_path / "far_seg.nrrd", dict(AWKWARD, origin=(900.0, 0.0, 0.0)))
+    cases.append(("no overlap", ["--ff", leg_files["ff"], "--segmentation", far], "does not overlap"))
+    cases.append(("absent segmentation", ["--ff", leg_files["ff"], "--segmentation", tmp_path / "x.seg.nrrd"],
+                  "segmentation not found"))
+    cases.append(("only water", ["--water", leg_files["water"]], "both water and fat"))
+    return cases
+
+
+def test_every_bad_input_is_one_line_and_leaves_nothing(tmp_path, leg_files, model_files, capsys):
+    for name, argv, message in _bad_inputs(tmp_path, leg_files, model_files):
+        out = tmp_path / f"out_{name.replace(' ', '_')}"
+        code, stdout, err = run(["classify", *argv, "--model", model_files, "--out", out], capsys)
+        assert_one_line_error(code, err, message)
+        assert not out.exists(), name
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".out_")]
+    assert not leftovers
+
+
+def test_damaged_models_are_refused(tmp_path, leg_files, model_files, capsys):
+    import shutil
+
+    weights = model_files.with_suffix(".safetensors")
+    shutil.copy(weights, tmp_path / "m.safetensors")
+    shutil.copy(model_files, tmp_path / "m.json")
+    data = (tmp_path / "m.safetensors").read_bytes()
+    (tmp_path / "m.safetensors").write_bytes(data[: len(data) // 2])
+    code, _, err = run(["classify", "--ff", leg_files["ff"], "--model", tmp_path / "m.json",
+                        "--out", tmp_path / "o1"], capsys)
+    assert_one_line_error(code, err, "truncated or altered")
+    shutil.copy(weights, tmp_path / "m.safetensors")
+    card = json.loads(model_files.read_text())
+    card["variant"] = "resnet7"
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    code, _, err = run(["classify", "--ff", leg_files["ff"], "--model", tmp_path / "m.json",
+                        "--out", tmp_path / "o2"], capsys)
+    assert_one_line_error(code, err, "says variant resnet7")
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_unwritable_output_folder(tmp_path, leg_files, model_files, capsys):
+    (tmp_path / "a_file").write_text("x")
+    code, _, err = run(["classify", "--ff", leg_files["ff"], "--model", model_files,
+                        "--out", tmp_path / "a_file" / "result"], capsys)
+    assert_one_line_error(code, err, "cannot write output folder")
+
+
+def test_existing_output_is_replaced_only_on_success(tmp_path, leg_files, model_files, capsys):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "old.txt").write_text("previous run")
+    code, _, _ = run(["classify", "--ff", tmp_path / "missing.nrrd", "--model", model_files, "--out", out], capsys)
+    assert code == 2 and (out / "old.txt").exists()
+    code, _, _ = run(["classify", "--ff", leg_files["ff"], "--model", model_files, "--out", out, "--no-report"],
+                     capsys)
+    assert code == 0 and not (out / "old.txt").exists() and (out / "heatmap.nrrd").exists()
+
+
+def test_batch_summary_with_a_failing_subject(tmp_path, model_files, capsys):
+    data = tmp_path / "subjects"
+    for i, cls_ff in enumerate([0.05, 0.3]):
+        d = data / f"s{i}"
+        d.mkdir(parents=True)
+        vol = leg_volume(seed=i)
+        write_nrrd(vol["ff"], d / "ff.nrrd")
+        write_nrrd(vol["labels"], d / "muscles.nrrd")
+    (data / "s2").mkdir()
+    (data / "s2" / "ff.nrrd").write_bytes(b"broken")
+    code, stdout, err = run(["batch", "--data", data, "--out", tmp_path / "res", "--model", model_files,
+                             "--no-report", "--quiet"], capsys)
+    assert code == 1 and "2/3 subjects" in stdout and "s2" in err
+    rows = {r["subject"]: r for r in csv.DictReader(open(tmp_path / "res" / "summary.csv"))}
+    assert rows["s0"]["verdict"] in ("DMD", "CMD", "normal") and rows["s0"]["error"] == ""
+    assert rows["s2"]["verdict"] == "" and "cannot read" in rows["s2"]["error"]
+    assert float(rows["s1"]["p_DMD"]) + float(rows["s1"]["p_CMD"]) + float(rows["s1"]["p_normal"]) == \
+        pytest.approx(1, abs=1e-3)
+    assert "score_TA" in rows["s0"] and (tmp_path / "res" / "s0" / "heatmap.nrrd").exists()
+
+
+def test_console_script_help_is_readable():
+    proc = subprocess.run([sys.executable, "-m", "MDTextureLib.cli", "classify", "--help"], capture_output=True,
+                          text=True, encoding="utf-8")
+    assert proc.returncode == 0
+    for word in ("--ff", "--water", "--segmentation", "--target-class", "--threshold", "--min-area-mm2"):
+        assert word in proc.stdout
