@@ -20,7 +20,7 @@ PIXEL_RANGE_MM = (0.7, 1.5)
 FOV_RANGE_MM = (150.0, 240.0)
 SLICE_MM = 4.0
 N_SLICES_RANGE = (16, 35)
-AGE_RANGE = {"DMD": (5.0, 15.0), "COL6": (5.0, 35.0), "LAMA2": (5.0, 18.0), "none": (5.0, 55.0)}
+AGE_RANGE = {"DMD": (5.0, 18.0), "COL6": (5.0, 35.0), "LAMA2": (5.0, 18.0), "none": (5.0, 55.0)}
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,12 @@ def draw_subject(rng: np.random.Generator, class_name: str, age=None, severity=N
                          f"expected one of {', '.join(SUBTYPES[class_name])}")
     lo, hi = AGE_RANGE[subtype]
     if age is None:
-        age = lo + u[1] * (hi - lo)
+        if subtype == "DMD":
+            # ImagingDMD-like: mostly ambulatory boys, 8.7 +- 2.0 y (5-13), plus some non-ambulant teenagers
+            z = float(np.sqrt(-2 * np.log(max(u[1], 1e-12))) * np.cos(2 * np.pi * u[11]))   # Box-Muller
+            age = float(np.clip(8.7 + 2.0 * z, 5.0, 13.0)) if u[0] < 0.8 else 12.0 + 6.0 * u[1]
+        else:
+            age = lo + u[1] * (hi - lo)
     if not 2.0 <= float(age) <= 90.0:
         raise InputError(f"age {age} is outside 2-90 years")
     age = float(age)
