@@ -119,24 +119,42 @@ def run_bench(model=None, n_slices: int = 35, matrix: int = 256, repeats: int = 
 
 
 def peak_memory_mb(matrix: int, n_slices: int) -> float:
-    """Peak resident memory (MB) of a fresh process that classifies a ``matrix``²×``n_slices`` case end to end."""
-    proc = subprocess.run([sys.executable, "-m", "MDTextureLib.bench", "--memory-probe", str(matrix), str(n_slices)],
-                          capture_output=True, text=True, check=True)
+    """Peak resident memory (MB) of a fresh process that classifies a ``matrix``²×``n_slices`` case end to end.
+
+    The phantom files are made here, so the child's peak is the case's alone (reading, network, heatmap, scores,
+    writing), plus the interpreter, torch and the model.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        ff_path, seg_path = _write_case_files(Path(tmp) / "case", n_slices, matrix)
+        proc = subprocess.run([sys.executable, "-m", "MDTextureLib.bench", "--memory-probe", str(ff_path),
+                               str(seg_path)], capture_output=True, text=True, check=True)
     return float(json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_mb"])
 
 
-def _memory_probe(matrix: int, n_slices: int) -> None:
+def _peak_rss_mb() -> float:
+    """This process's peak resident set (MB). VmHWM belongs to the address space and restarts at exec, unlike
+    getrusage's ru_maxrss, which a child inherits from the parent that forked it."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _memory_probe(ff_path: str, seg_path: str) -> None:
     from .modelfile import build_model
     from .pipeline import CaseInputs, CaseOptions, analyse_case, write_case
 
+    model = build_model("icam28")
+    before = _peak_rss_mb()
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        ff_path, seg_path = _write_case_files(tmp / "case", n_slices, matrix)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         options = CaseOptions(device="cpu", report=False)
-        case = analyse_case(CaseInputs(ff=str(ff_path), segmentation=str(seg_path)), build_model("icam28"), options)
-        write_case(case, tmp / "out", options)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        case = analyse_case(CaseInputs(ff=ff_path, segmentation=seg_path), model, options)
+        write_case(case, Path(tmp) / "out", options)
+    peak = _peak_rss_mb()
     print(json.dumps({"peak_rss_mb": peak, "rss_before_case_mb": before}))
 
 
@@ -185,4 +203,4 @@ def register(sub) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--memory-probe":
-        _memory_probe(int(sys.argv[2]), int(sys.argv[3]))
+        _memory_probe(sys.argv[2], sys.argv[3])
