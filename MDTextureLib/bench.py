@@ -52,7 +52,7 @@ def forward_flops(net: torch.nn.Module, stacks: torch.Tensor) -> float:
 def _write_case_files(folder: Path, n_slices: int, matrix: int, seed: int = 0) -> tuple[Path, Path]:
     from .phantom import make_scan, write_scan
 
-    scan = make_scan("DMD", seed=seed, n_slices=n_slices, matrix=matrix, pixel_mm=180.0 / matrix)
+    scan = make_scan("DMD", seed=seed, n_slices=n_slices, matrix=matrix, pixel_mm=240.0 / matrix)  # 240 mm FOV
     write_scan(scan, folder)
     return folder / "ff.nrrd", folder / "muscles.seg.nrrd"
 
