@@ -80,13 +80,18 @@ def run_phantom(args) -> int:
 
 
 def write_preview_from_cohort(records, png_path):
-    """Sheet with the first scan of each class in the cohort, read back from its files."""
+    """Sheet with the first scan of each class in the cohort, read back from its files.
+
+    For CMD a COL6-like scan is preferred when there is one: its rim is the hallmark to compare with DMD.
+    """
     import SimpleITK as sitk
     from .preview import render_preview, scan_title
 
     rows = []
     for c in CLASSES:
-        rec = next((r for r in records if r.class_name == c), None)
+        pick = [r for r in records if r.class_name == c]
+        pick = [r for r in pick if r.subtype == "COL6"] or pick if c == "CMD" else pick
+        rec = pick[0] if pick else None
         if rec is None:
             continue
         arr = {k: sitk.GetArrayFromImage(sitk.ReadImage(str(getattr(rec, k)))) for k in ("water", "fat", "ff")}

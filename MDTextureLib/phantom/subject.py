@@ -41,8 +41,9 @@ class Subject:
 
 
 def dmd_severity(age: float, offset: float) -> float:
-    """DMD severity grows with age: ~0.05 at 5 y, ~0.55 at 10 y (late ambulatory), ~1 by 15 y (non-ambulant)."""
-    return float(np.clip((age - 4.5) / 10.0 + offset, 0.02, 1.0))
+    """DMD severity grows with age, placing the facts' age groups on the severity knots of disease.py:
+    early ambulatory (5-7 y) ~0.1, late ambulatory (8-12 y, midpoint 10 y) 0.5, non-ambulant (>12 y) ~0.9."""
+    return float(np.clip((age - 5.0) / 10.0 + offset, 0.02, 1.0))
 
 
 def draw_subject(rng: np.random.Generator, class_name: str, age=None, severity=None, subtype=None) -> Subject:
@@ -69,7 +70,7 @@ def draw_subject(rng: np.random.Generator, class_name: str, age=None, severity=N
     if not 2.0 <= float(age) <= 90.0:
         raise InputError(f"age {age} is outside 2-90 years")
     age = float(age)
-    offset = 0.12 * (2 * u[2] - 1) * 1.5
+    offset = 0.12 * (2 * u[2] - 1)        # subjects progress at different rates
     if severity is None:
         if subtype == "DMD":
             severity = dmd_severity(age, offset)
