@@ -200,7 +200,7 @@ def cmd_demo(args) -> int:
     model = load_model_arg(args.model, allow_untrained=True)
     options = _case_options(args)
     t0 = time.perf_counter()
-    scan = make_scan(args.phantom_class, seed=args.seed, n_slices=24, matrix=256, pixel_mm=0.8)
+    scan = make_scan(args.phantom_class, seed=args.seed)  # slices, matrix and pixel size drawn like a scanner
     with atomic_dir(out) as tmp:
         write_scan(scan, tmp / "input")
         case = analyse_case(CaseInputs(ff=str(tmp / "input" / "ff.nrrd"),
