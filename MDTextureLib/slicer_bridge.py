@@ -177,6 +177,8 @@ def derived_ff_node(scene, series: DixonSeries, water_node, node=None):
     node.SetAttribute(ATTRIBUTE_PREFIX + "derivedFrom", "water and fat: F/(W+F)")
     display = node.GetDisplayNode()
     if display is not None:
+        if not display.GetColorNodeID() and scene.GetNodeByID("vtkMRMLColorTableNodeGrey") is not None:
+            display.SetAndObserveColorNodeID("vtkMRMLColorTableNodeGrey")
         display.AutoWindowLevelOff()
         display.SetWindowLevelMinMax(0.0, 1.0)
     return node
