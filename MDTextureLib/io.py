@@ -183,17 +183,27 @@ def load_dixon(ff: str | os.PathLike | None = None, water: str | os.PathLike | N
         diff = grids[names[0]].mismatch(grids[other])
         if diff:
             raise InputError(f"{names[0]} and {other} are on different voxel grids: {diff}")
-    grid = grids[names[0]]
     arrays = {what: sitk.GetArrayFromImage(img).astype(np.float32, copy=False) for what, img in images.items()}
-    water_a, fat_a = arrays.get("water image"), arrays.get("fat image")
+    return series_from_arrays(grids[names[0]], ff=arrays.get("fat-fraction image"), water=arrays.get("water image"),
+                              fat=arrays.get("fat image"), ff_unit=ff_unit)
+
+
+def series_from_arrays(grid: Grid, ff: np.ndarray | None = None, water: np.ndarray | None = None,
+                       fat: np.ndarray | None = None, ff_unit: str = "auto") -> DixonSeries:
+    """A DixonSeries from (z, y, x) arrays already known to lie on ``grid`` (files, or Slicer volume nodes).
+
+    FF is converted to a fraction (unit detected or forced), or derived from water and fat when absent.
+    """
+    if ff is None and (water is None or fat is None):
+        raise InputError("give a fat-fraction image, or both water and fat images")
     notes: list[str] = []
     if ff is not None:
-        ff_a, unit = normalise_ff(arrays["fat-fraction image"], ff_unit, notes)
+        ff_a, unit = normalise_ff(ff, ff_unit, notes)
     else:
-        ff_a, unit = ff_from_water_fat(water_a, fat_a, notes), "derived from water and fat"
+        ff_a, unit = ff_from_water_fat(water, fat, notes), "derived from water and fat"
     if ff_a.shape[0] < 3:
         notes.append(f"only {ff_a.shape[0]} axial slice(s): 3-slice stacks repeat the edge slice")
-    return DixonSeries(ff=ff_a, grid=grid, ff_unit=unit, water=water_a, fat=fat_a, warnings=notes)
+    return DixonSeries(ff=ff_a, grid=grid, ff_unit=unit, water=water, fat=fat, warnings=notes)
 
 
 def normalise_ff(ff: np.ndarray, unit: str = "auto", notes: list | None = None) -> tuple[np.ndarray, str]:

@@ -25,7 +25,7 @@ import slicer.util
 
 from .constants import CLASSES, MUSCLE_COLORS, MUSCLE_FULL_NAMES, MUSCLES
 from .errors import InputError
-from .io import DixonSeries, Grid, ff_from_water_fat, normalise_ff
+from .io import DixonSeries, Grid, normalise_ff, series_from_arrays
 from .scores import COLUMNS, MuscleScore, ScoreParameters, canonical_muscle, texture_scores
 
 MODULE_NAME = "MDTexture"
@@ -137,16 +137,8 @@ def series_from_nodes(water=None, fat=None, ff=None, ff_unit: str = "auto") -> D
         if _transform_id(node) != _transform_id(first_node):
             raise InputError(f"{first_what} and {what} are under different transforms; harden them first")
     arrays = {what: array_of_volume(node, what) for what, node in given}
-    notes: list = []
-    if ff is not None:
-        ff_a, unit = normalise_ff(arrays["fat-fraction volume"], ff_unit, notes)
-    else:
-        ff_a, unit = ff_from_water_fat(arrays["water volume"], arrays["fat volume"], notes), \
-            "derived from water and fat"
-    if ff_a.shape[0] < 3:
-        notes.append(f"only {ff_a.shape[0]} axial slice(s): 3-slice stacks repeat the edge slice")
-    return DixonSeries(ff=ff_a, grid=grids[first_what], ff_unit=unit, water=arrays.get("water volume"),
-                       fat=arrays.get("fat volume"), warnings=notes)
+    return series_from_arrays(grids[first_what], ff=arrays.get("fat-fraction volume"),
+                              water=arrays.get("water volume"), fat=arrays.get("fat volume"), ff_unit=ff_unit)
 
 
 def copy_geometry(target_node, source_node) -> None:
