@@ -1,0 +1,141 @@
+"""Heatmaps to compare, all computed on one trained network and brought onto the native grid the same way.
+
+Methods (``METHODS``):
+
+``icam``
+    our network's own class map (Eq. 2; for ``resnet7`` this is plain CAM, Zhou et al. 2016), exactly what
+    ``classify_volume`` computes.
+``gradcam``, ``gradcam++``, ``layercam``
+    Grad-CAM (Selvaraju et al. 2017), Grad-CAM++ (Chattopadhay et al. 2018) and LayerCAM (Jiang et al. 2021) from
+    ``pytorch_grad_cam``, at the network's *map stage* (the finest feature stage: the layer whose resolution the
+    ICAM has; ``layer4`` for resnet7). The library's own weighting (``get_cam_weights`` / ``get_cam_image``) is
+    used on one shared forward/backward pass per batch; its per-image min-max + ``cv2.resize`` post-processing is
+    not, so every method goes through the same path as ICAM below.
+``random``
+    i.i.d. uniform noise on the map grid of the network (seeded), the chance reference with the same smoothness
+    after upsampling.
+``ff``
+    the fat-fraction image itself, the reference a reader already has.
+
+Common path (the one ``VolumeResult.heatmap_for`` uses): raw map on the model window (Z, h, w) → ReLU →
+``maps_to_native`` (bilinear, inverse of the input resampling) → divided by its volume maximum, so [0, 1].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..stacks import StackGeometry, maps_to_native
+
+METHODS = ("icam", "gradcam", "gradcam++", "layercam", "random", "ff")
+GRADIENT_METHODS = ("gradcam", "gradcam++", "layercam")
+METHOD_LABELS = {"icam": "ICAM / CAM (own map)", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++",
+                 "layercam": "LayerCAM", "random": "random map", "ff": "FF image as map"}
+
+
+def map_layer(net) -> torch.nn.Module:
+    """The module whose output is the network's map stage (the finest stage of its head)."""
+    return getattr(net, net.stages[0])
+
+
+def _per_slice(class_index, n: int) -> np.ndarray:
+    """A class index per slice from one index or a sequence of ``n``."""
+    idx = np.asarray(class_index, dtype=int)
+    if idx.ndim == 0:
+        return np.full(n, int(idx))
+    if idx.shape != (n,):
+        raise ValueError(f"need one class index or {n} of them, got shape {idx.shape}")
+    return idx
+
+
+def icam_maps(net, stacks: torch.Tensor, class_index=None, batch_size: int = 16):
+    """Own class maps: (logits (Z, C), maps (Z, C, h, w)) or, with ``class_index`` (one index, or one per slice),
+    (logits, maps (Z, h, w) of that class)."""
+    net = net.eval()
+    logits, maps = [], []
+    with torch.inference_mode():
+        for start in range(0, stacks.shape[0], batch_size):
+            lg, mp = net.forward_with_maps(stacks[start:start + batch_size])
+            logits.append(lg)
+            maps.append(mp)
+    logits_t, maps_t = torch.cat(logits).float(), torch.cat(maps).float()
+    if class_index is not None:
+        idx = torch.as_tensor(_per_slice(class_index, maps_t.shape[0]))
+        maps_t = maps_t[torch.arange(maps_t.shape[0]), idx]
+    return logits_t, maps_t
+
+
+def gradient_maps(net, stacks: torch.Tensor, class_index, methods=GRADIENT_METHODS,
+                  layer: torch.nn.Module | None = None, batch_size: int = 8) -> dict:
+    """Raw maps of the gradient methods (before ReLU), each (Z, h, w) at the layer's resolution, for
+    ``class_index`` (one index, or one per slice).
+
+    One forward and one backward per batch through ``pytorch_grad_cam``'s hooks; each method's own weighting is
+    then applied to the same activations and gradients.
+    """
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    classes = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "layercam": LayerCAM}
+    unknown = [m for m in methods if m not in classes]
+    if unknown:
+        raise ValueError(f"unknown gradient method(s) {unknown}; choose from {list(classes)}")
+    layer = layer if layer is not None else map_layer(net)
+    net = net.eval()
+    # The first object's hooks record activations and gradients; the others only lend their weighting code.
+    cams = {m: classes[m](model=net, target_layers=[layer]) for m in methods}
+    recorder = cams[methods[0]]
+    for m in methods[1:]:
+        cams[m].activations_and_grads.release()
+    out = {m: [] for m in methods}
+    per_slice = _per_slice(class_index, stacks.shape[0])
+    try:
+        for start in range(0, stacks.shape[0], batch_size):
+            x = stacks[start:start + batch_size]
+            targets = [ClassifierOutputTarget(int(c)) for c in per_slice[start:start + x.shape[0]]]
+            with torch.enable_grad():
+                outputs = recorder.activations_and_grads(x)
+                net.zero_grad(set_to_none=True)
+                loss = sum(t(o) for t, o in zip(targets, outputs))
+                loss.backward()
+            acts = recorder.activations_and_grads.activations[0].numpy()
+            grads = recorder.activations_and_grads.gradients[0].numpy()
+            for m in methods:
+                out[m].append(np.asarray(cams[m].get_cam_image(x, layer, targets, acts, grads, False),
+                                         dtype=np.float32))
+    finally:
+        recorder.activations_and_grads.release()
+        net.zero_grad(set_to_none=True)
+    return {m: torch.from_numpy(np.concatenate(v)) for m, v in out.items()}
+
+
+def random_maps(shape: tuple, seed: int) -> torch.Tensor:
+    """Uniform noise (Z, h, w), seeded."""
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.rand(shape, generator=g)
+
+
+def to_native(maps_zhw: torch.Tensor, geometry: StackGeometry) -> np.ndarray:
+    """ReLU → native grid → divided by the volume maximum: the heatmap a user sees, (Z, rows, cols) in [0, 1]."""
+    native = maps_to_native(torch.as_tensor(maps_zhw).float().clamp_min(0), geometry).numpy()
+    peak = float(native.max())
+    return (native / peak if peak > 0 else native).astype(np.float32)
+
+
+def scan_heatmaps(net, stacks: torch.Tensor, geometry: StackGeometry, class_index: int, ff_native: np.ndarray,
+                  methods=METHODS, seed: int = 0) -> tuple[dict, torch.Tensor]:
+    """Every requested method's native heatmap for one scan (the map of ``class_index``), plus the logits."""
+    logits, own = icam_maps(net, stacks, class_index)
+    out = {}
+    if "icam" in methods:
+        out["icam"] = to_native(own, geometry)
+    grad = [m for m in methods if m in GRADIENT_METHODS]
+    if grad:
+        for m, raw in gradient_maps(net, stacks, class_index, grad).items():
+            out[m] = to_native(raw, geometry)
+    if "random" in methods:
+        out["random"] = to_native(random_maps(tuple(own.shape), seed), geometry)
+    if "ff" in methods:
+        out["ff"] = np.clip(np.asarray(ff_native, dtype=np.float32), 0, 1)
+    return out, logits
