@@ -1,0 +1,77 @@
+"""Accuracy of a model on a set of scans, through the inference path itself (``classify_volume``).
+
+Scan level: the verdict (arg-max of the mean of the slice probabilities) against the scan's class. Slice level:
+the arg-max of every slice's probabilities against its scan's class. Both as in the paper's Tables 1-2, which
+report test accuracy of held-out subjects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..constants import CLASSES
+from ..inference import classify_volume
+from ..modelfile import Model
+from .dataset import ScanItem
+
+
+@dataclass
+class Evaluation:
+    rows: list  # one dict per scan
+    scan_accuracy: float
+    slice_accuracy: float
+    n_scans: int
+    n_slices: int
+    confusion: list  # [truth][prediction] counts, classes in CLASSES order, scan level
+    slice_confusion: list
+
+    def as_dict(self) -> dict:
+        return {"scan_accuracy": self.scan_accuracy, "slice_accuracy": self.slice_accuracy,
+                "n_scans": self.n_scans, "n_slices": self.n_slices, "classes": list(CLASSES),
+                "confusion_scan": self.confusion, "confusion_slice": self.slice_confusion,
+                "per_class_scan_accuracy": per_class_accuracy(self.confusion), "scans": self.rows}
+
+
+def per_class_accuracy(confusion: list) -> dict:
+    out = {}
+    for i, c in enumerate(CLASSES):
+        total = sum(confusion[i])
+        out[c] = round(confusion[i][i] / total, 4) if total else None
+    return out
+
+
+def evaluate_items(model: Model, items: Sequence[ScanItem], device="cpu", batch_size: int = 16,
+                   progress: Callable[[int, int], None] | None = None) -> Evaluation:
+    """Classify every scan of ``items`` with ``model`` and count the hits."""
+    rows = []
+    conf = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)
+    sconf = np.zeros_like(conf)
+    for i, item in enumerate(items):
+        result = classify_volume(item.load(), model, device=device, batch_size=batch_size)
+        truth = CLASSES.index(item.class_name)
+        pred = int(np.argmax(result.probabilities))
+        slice_pred = result.slice_probabilities.argmax(axis=1)
+        conf[truth, pred] += 1
+        for p in slice_pred:
+            sconf[truth, int(p)] += 1
+        rows.append({"subject": item.subject, "scan": item.scan, "truth": item.class_name,
+                     "verdict": CLASSES[pred], "correct": pred == truth,
+                     "probabilities": {c: round(float(p), 4) for c, p in zip(CLASSES, result.probabilities)},
+                     "n_slices": int(len(slice_pred)),
+                     "slices_correct": int((slice_pred == truth).sum())})
+        if progress is not None:
+            progress(i + 1, len(items))
+    n_scans, n_slices = int(conf.sum()), int(sconf.sum())
+    return Evaluation(rows=rows, scan_accuracy=round(float(np.trace(conf)) / max(n_scans, 1), 4),
+                      slice_accuracy=round(float(np.trace(sconf)) / max(n_slices, 1), 4),
+                      n_scans=n_scans, n_slices=n_slices, confusion=conf.tolist(), slice_confusion=sconf.tolist())
+
+
+def markdown_confusion(confusion: list, title: str = "truth \\ predicted") -> str:
+    lines = [f"| {title} | " + " | ".join(CLASSES) + " |", "|---|" + "---:|" * len(CLASSES)]
+    for c, row in zip(CLASSES, confusion):
+        lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines)
