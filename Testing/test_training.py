@@ -258,10 +258,18 @@ def test_train_command_writes_a_loadable_model_with_log_and_curve(tiny_cohort, t
 
 
 def test_crossval_command_writes_tables(tiny_cohort, tmp_path):
+    from MDTextureLib.modelfile import build_model, load_model, save_model
+
+    _, card_path = save_model(build_model("icam14"), tmp_path / "shipped_icam14")
     out = tmp_path / "cv"
     rc = _run_cli(["crossval", "--data", str(tiny_cohort), "--folds", "2", "--variant", "icam14", "--out", str(out),
-                   "--iterations", "2", "--size-px", "64", "--pixel-mm", "3.0", "--quiet", "--device", "cpu"])
+                   "--iterations", "2", "--size-px", "64", "--pixel-mm", "3.0", "--quiet", "--device", "cpu",
+                   "--record-in-card", str(card_path), str(tmp_path / "absent.json")])
     assert rc == 0
+    cv = json.loads(card_path.read_text())["metrics"]["crossval"]
+    assert cv["folds"] == 2 and cv["iterations_per_fold"] == 2 and len(cv["per_fold_scan_accuracy"]) == 2
+    assert cv["command"].startswith("mdtexture crossval --data tiny --folds 2 --fold-seed 0 --variant icam14 ")
+    load_model(card_path)  # the weights and their sha256 are untouched
     res = json.loads((out / "crossval.json").read_text())
     folds = res["results"]["icam14"]["folds"]
     assert len(folds) == 2 and sum(f["n_test_scans"] for f in folds) == 6

@@ -242,11 +242,40 @@ def cmd_crossval(args) -> int:
                   f"Data: {meta['data_source']} ({n_subjects} subjects, {len(items)} scans, {len(dataset)} slices). "
                   f"Command: `{meta['command']}`. Wall time {meta['wall_time_s'] / 60:.1f} min.")
         write_report(results, meta, tmp, header)
+    for card_path in args.record_in_card or []:
+        _record_crossval(Path(card_path), results, meta)
     for v, r in results.items():
         print(f"{v}: scan accuracy mean {r['scan']['mean']:.3f} (max {r['scan']['max']:.3f}, min "
               f"{r['scan']['min']:.3f}); slice accuracy mean {r['slice']['mean']:.3f}")
     print(f"wrote {args.out}/crossval.md and crossval.json")
     return 0
+
+
+def _record_crossval(card_path: Path, results: dict, meta: dict) -> None:
+    """Add this cross-validation's figures for the card's variant to the card (``metrics.crossval``)."""
+    if card_path.suffix != ".json":
+        card_path = card_path.with_suffix(".json")
+    if not card_path.exists():
+        print(f"mdtexture: warning: model card {card_path} not found; cross-validation figures not recorded",
+              file=sys.stderr)
+        return
+    card = json.loads(card_path.read_text())
+    r = results.get(card.get("variant"))
+    if r is None:
+        print(f"mdtexture: warning: {card_path.name} is a {card.get('variant')} model, which this cross-validation "
+              "did not train; nothing recorded", file=sys.stderr)
+        return
+    card["metrics"] = {**(card.get("metrics") or {}), "crossval": {
+        **meta, "scan_accuracy": r["scan"], "slice_accuracy": r["slice"],
+        "per_fold_scan_accuracy": [f["scan_accuracy"] for f in r["folds"]],
+        "per_fold_slice_accuracy": [f["slice_accuracy"] for f in r["folds"]],
+        "iterations_per_fold": r["config"]["iterations"],
+        "note": "one model per fold trained on that fold's training subjects; the shipped weights are a separate "
+                "model trained on every subject of the training cohort"}}
+    tmp = card_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    tmp.replace(card_path)
+    print(f"recorded the cross-validation figures in {card_path.name} (metrics.crossval)")
 
 
 def cmd_evaluate_model(args) -> int:
@@ -331,6 +360,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (replaced as a whole)")
     p.add_argument("--keep-models", action="store_true", help="also write each fold's model under OUT/models/")
     p.add_argument("--data-note", metavar="TEXT", help="how the data were made, recorded in the report")
+    p.add_argument("--record-in-card", nargs="+", metavar="CARD",
+                   help="add the figures of the card's variant to these model cards (metrics.crossval) at the end")
     _add_training_args(p)
     p.set_defaults(func=cmd_crossval)
 
