@@ -276,9 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _subcommand_modules():
     """Modules that add their own subcommands (phantom, training, evaluation, benchmark)."""
     from . import bench
+    from .evaluation import cli as evaluation_cli
     from .phantom import cli as phantom_cli
+    from .training import cli as training_cli
 
-    return [phantom_cli, bench]
+    return [phantom_cli, training_cli, evaluation_cli, bench]
 
 
 def main(argv: list[str] | None = None) -> int:
