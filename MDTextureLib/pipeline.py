@@ -77,6 +77,8 @@ def write_case(case: CaseResult, out: str | os.PathLike, options: CaseOptions = 
         if options.report:
             from .report import write_report
             write_report(tmp / "report.png", case.series.ff, case.result.heatmap, case.summary,
-                         case.series.grid.spacing, case.scores, title=title)
+                         case.series.grid.spacing, case.scores, title=title,
+                         labels=case.labels.labels if case.labels else None,
+                         label_names=case.labels.names if case.labels else None)
         (tmp / "prediction.json").write_text(json.dumps(case.summary, indent=2) + "\n")
     return out

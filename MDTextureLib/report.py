@@ -18,9 +18,23 @@ def pick_slices(n_slices: int, count: int = 4) -> list[int]:
     return [int(round(x)) for x in np.linspace(0, n_slices - 1, count + 2)[1:-1]]
 
 
+def _outline_muscles(ax, labels_2d: np.ndarray, names: dict) -> None:
+    """Thin outlines of each labelled muscle in its display colour (grey when the name is no calf muscle)."""
+    from .constants import MUSCLE_COLORS
+    from .scores import canonical_muscle
+
+    for value in np.unique(labels_2d):
+        if value == 0:
+            continue
+        colour = MUSCLE_COLORS.get(canonical_muscle(str(names.get(int(value), ""))) or "", (0.7, 0.7, 0.7))
+        ax.contour(labels_2d == value, levels=[0.5], colors=[colour], linewidths=0.6)
+
+
 def write_report(path: str | os.PathLike, ff: np.ndarray, heatmap: np.ndarray, result_summary: dict,
-                 spacing_mm: tuple, scores: list | None = None, title: str = "") -> None:
-    """Write ``report.png``: FF slices with the heatmap overlaid, slice probabilities, texture scores as bars."""
+                 spacing_mm: tuple, scores: list | None = None, title: str = "", labels: np.ndarray | None = None,
+                 label_names: dict | None = None) -> None:
+    """Write ``report.png``: FF slices with the heatmap overlaid (and muscle outlines when ``labels`` are given),
+    slice probabilities, texture scores as bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -35,6 +49,8 @@ def write_report(path: str | os.PathLike, ff: np.ndarray, heatmap: np.ndarray, r
         ax.imshow(ff[k] * 100, cmap="gray", vmin=0, vmax=100, aspect=aspect)
         hm = np.ma.masked_less(heatmap[k], 0.2)  # cold regions transparent
         ax.imshow(hm, cmap="inferno", vmin=0, vmax=1, alpha=0.55, aspect=aspect)
+        if labels is not None:
+            _outline_muscles(ax, labels[k], label_names or {})
         ax.set_title(f"slice {k}", fontsize=9)
         ax.axis("off")
     n_bottom = 2 if scores else 1
