@@ -296,6 +296,15 @@ def test_quick_evaluate_all_end_to_end(tiny_cohort, tmp_path):
         t2_first = json.loads((out / "table2" / "table2.json").read_text())["results"]
         t2_again = json.loads((again / "table2.json").read_text())["results"]
         assert t2_first["icam28"]["keyframe"] == t2_again["icam28"]["keyframe"]
+        # --networks restricts which maps are scored; the reference rows stay
+        only = tmp_path / "only"
+        args = _parse(["evaluate", "localisation", "--data", str(tiny_cohort), "--out", str(only), "--quick",
+                       "--folds", "2", "--models", str(out / "models"), "--networks", "icam28", "--threads", "1",
+                       "--quiet"])
+        assert args.func(args) == 0
+        keys = set(json.loads((only / "localisation.json").read_text())["summary"])
+        assert keys == {"reference/random", "reference/ff", "icam28/icam", "icam28/gradcam", "icam28/gradcam++",
+                        "icam28/layercam"}
     finally:
         torch.set_num_threads(threads)
 

@@ -55,8 +55,9 @@ def register(subparsers) -> None:
                                                    "OUT/models); missing ones are trained")
     p.add_argument("--iterations", type=int, help=f"training iterations per network and fold (default "
                                                   f"{d.iterations}; --quick: 3)")
-    p.add_argument("--lr-steps", metavar="IT:LR,...", help="learning-rate schedule (default: the paper's 1e-4 then "
-                                                           "1e-5 for the last 20 %%)")
+    p.add_argument("--lr-steps", metavar="IT:LR,...", help="learning-rate schedule (default: 1e-3 then 1e-4 for the "
+                                                           "last 20 %% from scratch; with --imagenet the paper's "
+                                                           "1e-4 then 1e-5)")
     p.add_argument("--batch-size", type=int, help=f"training mini-batch (default {d.batch_size})")
     p.add_argument("--folds", type=int, default=d.n_folds, help=f"number of folds (default {d.n_folds})")
     p.add_argument("--fold-seed", type=int, default=d.fold_seed, help="seed of the subject split (default 0)")
@@ -64,6 +65,9 @@ def register(subparsers) -> None:
     p.add_argument("--kmeans-k", type=int, help=f"K-Means dictionary size (default {d.kmeans_k}; paper 900)")
     p.add_argument("--imagenet", metavar="FILE", help="local torchvision ResNet18 ImageNet weights for the "
                                                       "ResNet18-GAP row and network initialisation")
+    p.add_argument("--networks", nargs="+", metavar="V", choices=("icam28", "icam14", "resnet7", "resnet14",
+                                                                  "resnet28"),
+                   help="networks whose maps localisation and randomisation score (default icam28 icam14 resnet7)")
     p.add_argument("--quick", action="store_true", help="tiny smoke-test profile (numbers mean nothing)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
@@ -75,6 +79,8 @@ def settings_from_args(args):
 
     common = {"n_folds": args.folds, "fold_seed": args.fold_seed, "seed": args.seed, "imagenet": args.imagenet,
               "lr_steps": args.lr_steps, "quiet": args.quiet}
+    if args.networks:
+        common["networks"] = tuple(dict.fromkeys(args.networks))
     optional = {"iterations": args.iterations, "batch_size": args.batch_size, "kmeans_k": args.kmeans_k}
     if args.iterations is not None and args.iterations < 1:
         raise InputError("--iterations must be at least 1")

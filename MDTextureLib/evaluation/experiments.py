@@ -69,7 +69,7 @@ class Settings:
     """Everything an evaluation run depends on (written into every JSON)."""
 
     iterations: int = 300
-    lr_steps: str | None = None  # "IT:LR,..." as `mdtexture train --lr-steps`; default: the paper's, scaled
+    lr_steps: str | None = None  # "IT:LR,..." as `mdtexture train --lr-steps`; default: learning_rate_steps()
     batch_size: int = 8
     n_folds: int = 4
     fold_seed: int = 0
@@ -83,6 +83,7 @@ class Settings:
     randomisation_depth: int = 5
     tolerance_mm: float = 12.0  # pointing-game tolerance: 15 px of the 0.8 mm model grid (TorchRay's 15 px)
     table3_cases: int = 4
+    networks: tuple = LOCALISATION_VARIANTS  # networks whose maps are scored (localisation, randomisation)
     quick: bool = False
     quiet: bool = False
     score_params: ScoreParameters = field(default_factory=ScoreParameters)
@@ -275,11 +276,11 @@ class Context:
         return model
 
     def _train(self, variant: str, fold: int) -> Model:
-        from ..training.loop import TrainConfig, default_lr_steps, parse_lr_steps, save_trained, train
+        from ..training.loop import TrainConfig, save_trained, train
 
         s = self.settings
         c = self.cohort
-        steps = parse_lr_steps(s.lr_steps, s.iterations) if s.lr_steps else default_lr_steps(s.iterations)
+        steps = learning_rate_steps(s)
         config = TrainConfig(variant=variant, iterations=s.iterations, lr_steps=steps, batch_size=s.batch_size,
                              seed=s.seed + fold, pixel_mm=c.pixel_mm, size_px=c.size_px,
                              normalisation=c.normalisation, imagenet=s.imagenet, name=f"{variant}-fold{fold + 1}")
@@ -318,6 +319,27 @@ class Context:
         return self._predictions[key]
 
 
+#: Learning rate from scratch (no ImageNet file): the paper's 1e-4 fine-tunes pretrained weights and barely moves
+#: a randomly initialised network in a few hundred iterations; 1e-3 (then 1e-4 for the last 20 %) is what the
+#: project's own from-scratch models use.
+SCRATCH_LR = (1e-3, 1e-4)
+
+
+def learning_rate_steps(s: Settings) -> tuple:
+    """The schedule of the fold networks: --lr-steps if given; the paper's (scaled) with ImageNet weights; else
+    :data:`SCRATCH_LR` with the same 80 % step."""
+    from ..training.loop import PAPER_STEP_FRACTION, default_lr_steps, parse_lr_steps
+
+    if s.lr_steps:
+        return parse_lr_steps(s.lr_steps, s.iterations)
+    if s.imagenet:
+        return default_lr_steps(s.iterations)
+    step = int(round(PAPER_STEP_FRACTION * s.iterations))
+    if step <= 0 or step >= s.iterations:
+        return ((0, SCRATCH_LR[0]),)
+    return ((0, SCRATCH_LR[0]), (step, SCRATCH_LR[1]))
+
+
 def _training_note(model: Model) -> dict | None:
     t = model.card.get("training") or {}
     if not t:
@@ -341,7 +363,8 @@ def _header(ctx: Context, title: str) -> list[str]:
     lines.append(f"{len(c)} scans of {len(set(c.subjects))} subjects "
                  f"({', '.join(f'{cl} {int((c.classes == k).sum())}' for k, cl in enumerate(CLASSES))} scans), "
                  f"{c.n_folds}-fold subject-level CV (fold seed {s.fold_seed}); networks: {s.iterations} iterations "
-                 f"of batch {s.batch_size} per fold unless loaded from --models"
+                 f"of batch {s.batch_size} per fold (learning rate "
+                 + ", ".join(f"{lr:g} from {it}" for it, lr in learning_rate_steps(s)) + ") unless loaded from --models"
                  + (" (**--quick profile: numbers are a smoke test, not results**)" if s.quick else "") + ".")
     lines.append("")
     return lines
@@ -915,7 +938,7 @@ def run_localisation(ctx: Context, out: Path) -> dict:
                                                                                 s.seed * 100003 + i), geometry)
             heatmaps[("reference", "ff")] = np.clip(native.series.ff, 0, 1)
             stacks = c.stacks(i)
-            for variant in LOCALISATION_VARIANTS:
+            for variant in s.networks:
                 net = ctx.model(variant, k).net
                 _, class_maps = ctx.predictions(variant, k)[i]
                 heatmaps[(variant, "icam")] = maps.to_native(class_maps[:, cl], geometry)
@@ -934,7 +957,7 @@ def run_localisation(ctx: Context, out: Path) -> dict:
                 records.append(row)
             if name not in examples and k == 0:
                 examples[name] = (i, {key: h for key, h in heatmaps.items()
-                                      if key[0] in ("reference", "icam28") or key == ("resnet7", "icam")}, native)
+                                      if key[0] == "reference" or key[0] == s.networks[0] or key[1] == "icam"}, native)
         ctx.log(f"localisation: fold {k + 1} done ({time.perf_counter() - t0:.0f} s, {len(records)} rows)")
     if not records:
         raise InputError("no test scan has an involvement mask: nothing to localise")
@@ -1046,14 +1069,16 @@ def _localisation_figures(out: Path, agg: dict, examples: dict, label, ctx: Cont
     if not examples:
         return
     c = ctx.cohort
-    fig, axes = plt.subplots(len(examples), 5, figsize=(13, 2.8 * len(examples)), squeeze=False)
+    n_panels = 3 + min(3, len(ctx.settings.networks))
+    fig, axes = plt.subplots(len(examples), n_panels, figsize=(2.6 * n_panels, 2.8 * len(examples)), squeeze=False)
     for row, (name, (i, heats, native)) in zip(axes, examples.items()):
         frames = c.keyframes(i)
         area = native.involvement.sum(axis=(1, 2))
         z = int(np.argmax(area))
-        panels = [("FF + involvement", None), ("ICAM-28²", ("icam28", "icam")),
-                  ("Grad-CAM (ICAM-28² net)", ("icam28", "gradcam")), ("CAM (ResNet-7²)", ("resnet7", "icam")),
-                  ("random map", ("reference", "random"))]
+        nets = list(ctx.settings.networks)
+        panels = [("FF + involvement", None)] + [(VARIANT_LABELS[v], (v, "icam")) for v in nets[:3]]
+        panels += [(f"Grad-CAM ({VARIANT_LABELS[nets[0]]} net)", (nets[0], "gradcam")),
+                   ("random map", ("reference", "random"))]
         for ax, (title, key) in zip(row, panels):
             ax.imshow(native.series.ff[z], cmap="gray", vmin=0, vmax=1)
             if key is not None and key in heats:
@@ -1091,7 +1116,7 @@ def run_randomisation(ctx: Context, out: Path) -> dict:
 
     functions = {"icam": own, **{m: grad(m) for m in maps.GRADIENT_METHODS}}
     results = {}
-    for variant in RANDOMISATION_VARIANTS:
+    for variant in [v for v in RANDOMISATION_VARIANTS if v in s.networks] or list(s.networks[:1]):
         net = ctx.model(variant, 0).net
         results[variant] = randomisation.cascading_randomisation(net, stacks, classes, functions,
                                                                  depth=s.randomisation_depth, seed=s.seed + 1000)
