@@ -105,6 +105,7 @@ def test_augmentation_zooms_rotates_and_scales_intensity():
 def test_learning_rate_schedule():
     assert default_lr_steps(5000) == ((0, 1e-4), (4000, 1e-5))
     assert default_lr_steps(2000) == ((0, 1e-4), (1600, 1e-5))
+    assert default_lr_steps(2000, pretrained=False) == ((0, 1e-3), (1600, 1e-4))  # from scratch
     steps = parse_lr_steps("0:1e-3, 10:1e-4", 20)
     assert steps == ((0, 1e-3), (10, 1e-4)) and lr_at(steps, 9) == 1e-3 and lr_at(steps, 10) == 1e-4
     assert parse_lr_steps("5e-3", 10) == ((0, 5e-3),)

@@ -52,8 +52,9 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training (defaults: the paper's §3.4 protocol)")
     g.add_argument("--iterations", type=_positive_int, default=5000, help="SGD iterations (default 5000)")
     g.add_argument("--lr-steps", metavar="IT:LR,...",
-                   help="learning-rate schedule as iteration:rate pairs from 0 (default 0:1e-4,S:1e-5 with S = 80 %% "
-                        "of --iterations, i.e. 0:1e-4,4000:1e-5 for 5000)")
+                   help="learning-rate schedule as iteration:rate pairs from 0. Default with --imagenet: the paper's "
+                        "0:1e-4,S:1e-5 with S = 80 %% of --iterations (0:1e-4,4000:1e-5 for 5000); from scratch ten "
+                        "times that, 0:1e-3,S:1e-4 (the paper's rates barely move a random network)")
     g.add_argument("--batch-size", type=_positive_int, default=8, help="mini-batch size (default 8); under torchrun "
                                                                       "the global batch, split over the processes")
     g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9; the paper does not say)")
@@ -81,7 +82,8 @@ def _config(args, variant: str):
         raise InputError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     if args.pixel_mm <= 0:
         raise InputError("--pixel-mm must be positive")
-    steps = parse_lr_steps(args.lr_steps, args.iterations) if args.lr_steps else default_lr_steps(args.iterations)
+    steps = (parse_lr_steps(args.lr_steps, args.iterations) if args.lr_steps
+             else default_lr_steps(args.iterations, pretrained=bool(args.imagenet)))
     if args.imagenet and not Path(args.imagenet).exists():
         raise InputError(f"ImageNet weights not found: {args.imagenet}")
     config = TrainConfig(variant=variant, iterations=args.iterations, lr_steps=steps, batch_size=args.batch_size,
@@ -332,7 +334,8 @@ def register(subparsers) -> None:
         "train", help="train a network on a cohort (paper §3.2/§3.4 protocol); write weights + model card",
         description="Train an ICAM-ResNet18 variant on every slice of a cohort with the protocol of Cai et al. "
                     "(3-slice FF stacks; resize ×[1, 1.2], rotation ±5°, intensity ×[0.8, 1.2], crop; SGD, batch 8, "
-                    "lr 1e-4 then 1e-5 for the last 20 %%). Writes MODEL.safetensors, MODEL.json (card), "
+                    "lr 1e-4 then 1e-5 for the last 20 % when fine-tuning --imagenet weights, ten times that from "
+                    "scratch). Writes MODEL.safetensors, MODEL.json (card), "
                     "MODEL.training.json (log) and MODEL.training.png (curve). Runs under torchrun for "
                     "DistributedDataParallel: torchrun --nproc-per-node N -m MDTextureLib.cli train ...")
     p.add_argument("--data", required=True, metavar="COHORT", help=DATA_HELP)

@@ -7,7 +7,8 @@ What the paper leaves open is chosen here and written into every model card:
   no weight decay;
 * **sampling**: slices are visited in shuffled epochs (every slice once per epoch, reshuffled each epoch);
 * **initialisation**: a local torchvision ResNet18 ImageNet file when given (the paper fine-tunes ImageNet
-  weights), otherwise torchvision's default random initialisation seeded by ``seed``.
+  weights), otherwise torchvision's default random initialisation seeded by ``seed``; from scratch the command
+  line's default rates are ten times the paper's (:func:`default_lr_steps`).
 
 Determinism: one ``torch.Generator`` seeded by ``seed`` drives the shuffling and the augmentation draws, and
 ``torch.manual_seed(seed)`` the initialisation, so two runs with the same seed, data and thread count end with
@@ -47,17 +48,26 @@ PAPER_LR_LATE = 1e-5
 PAPER_STEP_FRACTION = 0.8
 PAPER_BATCH = 8
 MOMENTUM = 0.9
+#: From scratch (no ImageNet file): the paper's schedule shape at ten times the rate (see ``default_lr_steps``).
+SCRATCH_LR = (1e-3, 1e-4)
 
 #: Iterations over which the running accuracy and smoothed loss of the progress bar and the curve are taken.
 RUNNING_WINDOW = 50
 
 
-def default_lr_steps(iterations: int) -> tuple:
-    """The paper's schedule scaled to ``iterations``: 1e-4, then 1e-5 for the last 20 %."""
+def default_lr_steps(iterations: int, pretrained: bool = True) -> tuple:
+    """The paper's schedule scaled to ``iterations``: 1e-4, then 1e-5 for the last 20 %.
+
+    The paper's rates fine-tune ImageNet weights. From scratch (``pretrained=False``) they barely move a random
+    network in a CPU budget of a few thousand iterations (training accuracy 0.46 after 136 iterations on the
+    phantom cohort, against 0.9 by 250 at ten times the rate), so the same schedule shape is used ten times higher:
+    1e-3, then 1e-4 for the last 20 % — what the shipped from-scratch models were trained with.
+    """
+    high, low = (PAPER_LR, PAPER_LR_LATE) if pretrained else SCRATCH_LR
     step = int(round(PAPER_STEP_FRACTION * iterations))
     if step <= 0 or step >= iterations:
-        return ((0, PAPER_LR),)
-    return ((0, PAPER_LR), (step, PAPER_LR_LATE))
+        return ((0, high),)
+    return ((0, high), (step, low))
 
 
 def parse_lr_steps(text: str, iterations: int) -> tuple:
@@ -332,8 +342,10 @@ def plot_curve(log: dict, path: str | os.PathLike, title: str = "") -> None:
     for step in log["config"]["lr_steps"][1:]:
         for ax in (ax1, ax2):
             ax.axvline(step["from_iteration"], color="0.5", ls="--", lw=0.8)
-    fig.suptitle(title or f"{log['config']['variant']}: {len(its)} iterations, {log['wall_time_s']:.0f} s",
-                 fontsize=10)
+    import textwrap
+
+    title = title or f"{log['config']['variant']}: {len(its)} iterations, {log['wall_time_s']:.0f} s"
+    fig.suptitle(textwrap.fill(title, 120), fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
