@@ -725,7 +725,8 @@ def run_tsne(ctx: Context, out: Path, variant: str = "icam28") -> dict:
     rep = {name: embedding.representative(purity_emb, heat, labels, cl) for name, cl in (("DMD", dmd), ("CMD", cmd))}
     lines = _header(ctx, f"Figure 6 — t-SNE of 24×24 patches at the maxima of the {VARIANT_LABELS[variant]} map")
     lines += [f"{len(patches)} patches (≤ 3 maxima ≥ 0.5 of the volume maximum per slice, true-class map, test scans "
-              "of all folds, each scan with its own fold's network), cut from the FF image on the model window.", "",
+              "of all folds, each scan with its fold's network — or the one --models network), cut from the FF image on "
+              "the model window.", "",
               md_table(["", "patches", "10-NN class purity (t-SNE)", "10-NN purity (patch space)",
                         "maxima on involved tissue", "muscle at the maximum"],
                        [[n, v["patches"], num(v["purity_embedding"]), num(v["purity_patch_space"]),
