@@ -111,12 +111,16 @@ def texture_scores(heatmap: np.ndarray, labels: np.ndarray, names: dict, ff: np.
     pixel_area_mm2 = float(spacing_mm[0] * spacing_mm[1])
     voxel_ml = pixel_area_mm2 * float(spacing_mm[2]) / 1000.0
     # One pass over the volume: voxel counts, highlighted counts and FF sums per (slice, label value).
+    # Only labelled voxels matter, a small part of the volume.
     n_labels = int(labels.max()) + 1 if labels.size else 1
-    index = (np.arange(labels.shape[0])[:, None, None] * n_labels + labels).ravel()
+    flat = np.flatnonzero(labels)
+    slice_of = flat // (labels.shape[1] * labels.shape[2])
+    index = slice_of * n_labels + labels.ravel()[flat]
     size = labels.shape[0] * n_labels
     area_px = np.bincount(index, minlength=size).reshape(-1, n_labels)
-    hot_px = np.bincount(index, weights=(heatmap >= params.threshold).ravel(), minlength=size).reshape(-1, n_labels)
-    ff_sum = np.bincount(index, weights=ff.ravel().astype(np.float64), minlength=size).reshape(-1, n_labels)
+    hot_px = np.bincount(index, weights=heatmap.ravel()[flat] >= params.threshold, minlength=size)
+    hot_px = hot_px.reshape(-1, n_labels)
+    ff_sum = np.bincount(index, weights=ff.ravel()[flat].astype(np.float64), minlength=size).reshape(-1, n_labels)
     order = list(MUSCLES) + sorted(k for k in groups if k not in MUSCLES)
     rows = []
     for muscle in order:

@@ -65,9 +65,11 @@ def resample_slices(volume_zyx: np.ndarray | torch.Tensor, geometry: StackGeomet
     """Every axial slice resampled onto the model window: (Z, S, S) float32, zero outside the native image."""
     vol = torch.as_tensor(np.asarray(volume_zyx, dtype=np.float32), device=device)
     z = vol.shape[0]
-    theta = geometry.theta_native_from_model().to(device).expand(z, 2, 3)
-    grid = F.affine_grid(theta, [z, 1, geometry.size_px, geometry.size_px], align_corners=False)
-    return F.grid_sample(vol[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
+    # Every slice uses the same in-plane map: build the sampling grid once and share it across the batch.
+    theta = geometry.theta_native_from_model().to(device)[None]
+    grid = F.affine_grid(theta, [1, 1, geometry.size_px, geometry.size_px], align_corners=False)
+    return F.grid_sample(vol[:, None], grid.expand(z, -1, -1, -1), mode="bilinear", padding_mode="zeros",
+                         align_corners=False)[:, 0]
 
 
 def make_stacks(slices_model: torch.Tensor) -> torch.Tensor:
@@ -83,7 +85,7 @@ def maps_to_native(maps: torch.Tensor, geometry: StackGeometry) -> torch.Tensor:
     """
     z = maps.shape[0]
     rows, cols = geometry.native_shape_yx
-    theta = geometry.theta_model_from_native().to(maps.device).expand(z, 2, 3)
-    grid = F.affine_grid(theta, [z, 1, rows, cols], align_corners=False)
-    return F.grid_sample(maps[:, None].float(), grid, mode="bilinear", padding_mode="zeros",
+    theta = geometry.theta_model_from_native().to(maps.device)[None]
+    grid = F.affine_grid(theta, [1, 1, rows, cols], align_corners=False)
+    return F.grid_sample(maps[:, None].float(), grid.expand(z, -1, -1, -1), mode="bilinear", padding_mode="zeros",
                          align_corners=False)[:, 0]
