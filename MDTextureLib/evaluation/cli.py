@@ -32,10 +32,13 @@ are trained here for --iterations each (5 variants x 4 folds for `all`).
 """
 
 EPILOG = """\
-Defaults are sized for a 2-core CPU: `evaluate all` on the default phantom cohort (48 subjects) trains 20
-networks of 300 iterations (batch 8) — about 1.5-2 h in all on 2 cores. --quick runs a tiny profile (64-px window,
-3 iterations) to check that everything runs; its numbers mean nothing. Results on phantom data are synthetic,
-not clinical.
+Budget (2-core CPU): `evaluate all` on the default phantom cohort (48 subjects, 76 scans) trains 20 networks
+(5 variants x 4 folds) of 300 iterations of batch 8. Measured with --threads 1 while two other training processes
+shared the CPU: 0.5-0.8 s per iteration depending on the variant (about 67 min for all 20 networks) and about
+18 min for everything else (features, K-Means, SVM searches, inference, Grad-CAM family, metrics): about 85 min.
+Use --threads 1 when another job shares the CPU (threads competing for cores slow PyTorch down many-fold).
+--quick runs a tiny profile (64-px window, 3 iterations) to check that everything runs; its numbers mean nothing.
+Results on phantom data are synthetic, not clinical.
 """
 
 
