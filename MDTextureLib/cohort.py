@@ -108,4 +108,7 @@ def subject_folds(records, n_folds: int = 4, seed: int = 0) -> list:
     y = np.array([CLASSES.index(r.class_name) for r in records])
     groups = np.array([subjects.index(r.subject) for r in records])
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    return [(np.asarray(tr), np.asarray(te)) for tr, te in splitter.split(np.zeros(len(records)), y, groups)]
+    try:
+        return [(np.asarray(tr), np.asarray(te)) for tr, te in splitter.split(np.zeros(len(records)), y, groups)]
+    except ValueError as exc:  # e.g. a class with fewer subjects than folds
+        raise InputError(f"cannot split {len(subjects)} subjects into {n_folds} folds: {exc}") from None

@@ -11,10 +11,8 @@ through its own readers (SimpleITK, slicerio), so a RAS/LPS or array-order slip 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -123,11 +123,7 @@ class CohortData:
         from ..training.dataset import load_records
 
         records = load_records(path)
-        try:
-            folds = subject_folds(records, n_folds=n_folds, seed=seed)
-        except ValueError as exc:  # scikit-learn: a class has fewer subjects than folds
-            raise InputError(f"cannot split {path} into {n_folds} subject-level folds: {exc}") from None
-        return cls(records, folds, **kw)
+        return cls(records, subject_folds(records, n_folds=n_folds, seed=seed), **kw)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -19,7 +19,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -246,7 +246,6 @@ class Context:
         key = (variant, fold)
         if key in self._models:
             return self._models[key]
-        s = self.settings
         c = self.cohort
         model = None
         if self.models_dir is not None:
