@@ -48,6 +48,17 @@ class _Progress:
             self.bar.close()
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts (subjects, iterations, folds, …): an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="M", help="model card (.json) or weights (.safetensors); default: the shipped "
                                                 "model under Resources/Models")

@@ -9,7 +9,7 @@ import pytest
 from MDTextureLib.cohort import ScanRecord, read_cohort, subject_folds
 from MDTextureLib.constants import CLASSES
 from MDTextureLib.errors import InputError
-from MDTextureLib.phantom import cli as phantom_cli
+from MDTextureLib.cli import main as mdtexture_main
 from MDTextureLib.phantom.stats import auc, knn_cv
 
 
@@ -78,14 +78,14 @@ def test_read_cohort_errors(tmp_path):
 
 def test_phantom_and_stats_commands(tmp_path, capsys):
     out = tmp_path / "cohort"
-    rc = phantom_cli.main(["phantom", "--out", str(out), "--subjects", "8", "--seed", "3", "--slices", "4",
+    rc = mdtexture_main(["phantom", "--out", str(out), "--subjects", "8", "--seed", "3", "--slices", "4",
                            "--matrix", "144", "--pixel-mm", "1.5", "--workers", "1", "--quiet",
                            "--preview", str(tmp_path / "p.png")])
     assert rc == 0 and (tmp_path / "p.png").stat().st_size > 10_000
     recs = read_cohort(out)
     assert {r.class_name for r in recs} == set(CLASSES)
     assert len({r.subject for r in recs}) == 8 and 8 <= len(recs) <= 16
-    rc = phantom_cli.main(["cohort-stats", "--data", str(out), "--out", str(tmp_path / "stats"), "--k", "3"])
+    rc = mdtexture_main(["cohort-stats", "--data", str(out), "--out", str(tmp_path / "stats"), "--k", "3"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "DMD" in text and "48.6" in text
@@ -95,8 +95,8 @@ def test_phantom_and_stats_commands(tmp_path, capsys):
     assert 2.0 < normal["min"] and normal["max"] < 8.0
     assert 0.0 <= stats["mff_knn"]["accuracy_mean_over_folds"] <= 1.0
     # bad input: one-line message, exit 2
-    assert phantom_cli.main(["phantom", "--out", str(out), "--subjects", "2", "--quiet"]) == 2
-    assert phantom_cli.main(["cohort-stats", "--data", str(tmp_path / "nothing")]) == 2
-    assert phantom_cli.main(["phantom", "--out", str(tmp_path / "x"), "--subjects", "2", "--matrix", "64",
+    assert mdtexture_main(["phantom", "--out", str(out), "--subjects", "2", "--quiet"]) == 2
+    assert mdtexture_main(["cohort-stats", "--data", str(tmp_path / "nothing")]) == 2
+    assert mdtexture_main(["phantom", "--out", str(tmp_path / "x"), "--subjects", "2", "--matrix", "64",
                              "--pixel-mm", "1.0", "--quiet"]) == 2
     assert not (tmp_path / "x").exists()

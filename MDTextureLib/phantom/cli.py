@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -13,17 +12,8 @@ import time
 from pathlib import Path
 
 from ..constants import CLASSES
+from ..cli import positive_int
 from ..errors import InputError
-
-
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
 
 
 def register(subparsers) -> None:
@@ -32,15 +22,15 @@ def register(subparsers) -> None:
         description="Writes OUT/cohort.csv and one folder per scan (water, fat, ff, muscles labelmap, "
                     "muscles.seg.nrrd, involvement mask, truth.json). Same seed, same bytes.")
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty, unless --overwrite)")
-    p.add_argument("--subjects", type=_positive_int, required=True, help="number of subjects (classes balanced)")
+    p.add_argument("--subjects", type=positive_int, required=True, help="number of subjects (classes balanced)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--scans-per-subject", type=_positive_int, default=None,
+    p.add_argument("--scans-per-subject", type=positive_int, default=None,
                    help="scans per subject; default: 1 or 2 drawn per subject (60 %% get a follow-up scan)")
     p.add_argument("--classes", nargs="+", choices=CLASSES, default=list(CLASSES), help="classes to include")
-    p.add_argument("--slices", type=_positive_int, default=None, help="fix the number of 4 mm slices (default 16-35)")
-    p.add_argument("--matrix", type=_positive_int, default=None, help="fix the in-plane matrix (default 192-320)")
+    p.add_argument("--slices", type=positive_int, default=None, help="fix the number of 4 mm slices (default 16-35)")
+    p.add_argument("--matrix", type=positive_int, default=None, help="fix the in-plane matrix (default 192-320)")
     p.add_argument("--pixel-mm", type=float, default=None, help="fix the in-plane pixel size (default 0.7-1.5 mm)")
-    p.add_argument("--workers", type=_positive_int, default=None, help="processes (default: CPU cores)")
+    p.add_argument("--workers", type=positive_int, default=None, help="processes (default: CPU cores)")
     p.add_argument("--preview", default=None, metavar="PNG", help="also write a sheet of one mid-calf slice per class")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -52,8 +42,8 @@ def register(subparsers) -> None:
                     "accuracy of a mean-FF k-nearest-neighbour classifier with subject-level 4-fold cross-validation.")
     s.add_argument("--data", required=True, help="cohort folder (with cohort.csv)")
     s.add_argument("--out", default=None, help="write cohort_stats.json and cohort_stats.md here")
-    s.add_argument("--k", type=_positive_int, default=5, help="neighbours (default 5)")
-    s.add_argument("--folds", type=_positive_int, default=4, help="cross-validation folds (default 4)")
+    s.add_argument("--k", type=positive_int, default=5, help="neighbours (default 5)")
+    s.add_argument("--folds", type=positive_int, default=4, help="cross-validation folds (default 4)")
     s.add_argument("--seed", type=int, default=0, help="fold shuffling seed (default 0)")
     s.set_defaults(func=run_stats)
 
@@ -126,17 +116,7 @@ def run_stats(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="mdtexture")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except InputError as exc:
-        print(f"mdtexture: error: {exc}", file=sys.stderr)
-        return 2
+if __name__ == "__main__":  # python -m MDTextureLib.phantom.cli phantom … is the same as mdtexture phantom …
+    from ..cli import main
 
-
-if __name__ == "__main__":
     sys.exit(main())
