@@ -129,6 +129,8 @@ def place_disease(region, fascia, d_boundary_mm, d_interface_mm, zfrac, targets,
                 s = score_common[m]
             b = ffb[m]
             c = core_vox[m]
+            if not c.any():  # a muscle too small to have a core (coarse test grids): use all of it
+                c = np.ones_like(c)
             h = par["h0"] + par["h1"] * min(1.0, t / par["t_sat"])
             p = float(np.clip((t - b.mean()) / (0.85 * max(h - b.mean(), 1e-3)), 0.01, 0.97))
             thr = np.quantile(s, p)
