@@ -61,11 +61,10 @@ def run_bench(model=None, n_slices: int = 35, matrix: int = 256, repeats: int = 
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from .inference import classify_volume
+    from .inference import classify_volume, model_inputs
     from .io import load_dixon
     from .modelfile import build_model
     from .pipeline import CaseInputs, CaseOptions, analyse_case, write_case
-    from .stacks import StackGeometry, leg_centre_xy_px, make_stacks, resample_slices
 
     model = model or build_model("icam28")
     net = model.net.eval()
@@ -82,10 +81,7 @@ def run_bench(model=None, n_slices: int = 35, matrix: int = 256, repeats: int = 
         t_e2e = _median_time(end_to_end, repeats)
 
         series = load_dixon(ff=ff_path)
-        geometry = StackGeometry(series.ff.shape[1:], series.grid.spacing[:2], leg_centre_xy_px(series.body_mask()),
-                                 model.pixel_mm, model.size_px)
-        mean, std = model.normalisation
-        stacks = make_stacks((resample_slices(series.ff, geometry) - mean) / std)
+        stacks, _ = model_inputs(series, model)  # exactly what classify_volume feeds the network
 
         def bare_forward():
             with torch.inference_mode():

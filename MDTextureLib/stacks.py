@@ -54,6 +54,12 @@ def leg_centre_xy_px(mask_zyx: np.ndarray) -> tuple:
     return (float(xs.mean()), float(ys.mean()))
 
 
+def window_for(series, pixel_mm: float, size_px: int) -> StackGeometry:
+    """The model window on a DixonSeries: ``size_px``² pixels of ``pixel_mm``, centred on the leg's body mask."""
+    return StackGeometry(native_shape_yx=tuple(series.ff.shape[1:]), spacing_xy_mm=tuple(series.grid.spacing[:2]),
+                         centre_xy_px=leg_centre_xy_px(series.body_mask()), pixel_mm=pixel_mm, size_px=size_px)
+
+
 def stack_indices(n_slices: int) -> np.ndarray:
     """(n, 3) indices k−1, k, k+1 clipped to the volume (edges repeat their neighbour; 1 slice repeats itself)."""
     k = np.arange(n_slices)

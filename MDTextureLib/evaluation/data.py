@@ -21,7 +21,7 @@ from ..constants import CLASSES, MUSCLE_LABELS
 from ..errors import InputError
 from ..io import DixonSeries, load_dixon, read_image, read_labels
 from ..modelfile import DEFAULT_NORMALISATION, DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX
-from ..stacks import StackGeometry, leg_centre_xy_px
+from ..stacks import StackGeometry, window_for
 
 #: Muscles whose ROIs feed the classical texture methods (paper §3.5: soleus, lateral and medial gastrocnemius).
 ROI_MUSCLES = ("Sol", "LG", "MG")
@@ -152,9 +152,7 @@ class CohortData:
     def geometry(self, i: int, series: DixonSeries | None = None) -> StackGeometry:
         if i not in self._geometry:
             s = series if series is not None else self.series(i)
-            self._geometry[i] = StackGeometry(
-                native_shape_yx=s.ff.shape[1:], spacing_xy_mm=s.grid.spacing[:2],
-                centre_xy_px=leg_centre_xy_px(s.body_mask()), pixel_mm=self.pixel_mm, size_px=self.size_px)
+            self._geometry[i] = window_for(s, self.pixel_mm, self.size_px)
         return self._geometry[i]
 
     def native(self, i: int) -> NativeScan:

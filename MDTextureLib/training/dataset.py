@@ -20,7 +20,7 @@ import torch
 from ..constants import CLASSES
 from ..errors import InputError
 from ..io import DixonSeries, load_dixon
-from ..stacks import StackGeometry, leg_centre_xy_px, resample_slices, stack_indices
+from ..stacks import resample_slices, stack_indices, window_for
 
 
 @dataclass
@@ -75,8 +75,7 @@ def items_from_records(records: Sequence) -> list[ScanItem]:
 
 def window_slices(series: DixonSeries, pixel_mm: float, size_px: int) -> torch.Tensor:
     """(Z, S, S) raw fat fraction on the model window — the same resampling as ``classify_volume``."""
-    geometry = StackGeometry(native_shape_yx=series.ff.shape[1:], spacing_xy_mm=series.grid.spacing[:2],
-                             centre_xy_px=leg_centre_xy_px(series.body_mask()), pixel_mm=pixel_mm, size_px=size_px)
+    geometry = window_for(series, pixel_mm, size_px)
     with torch.no_grad():
         return resample_slices(series.ff, geometry).contiguous()
 
