@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..cli import positive_int
 from ..errors import InputError
 from ..network import VARIANTS
 
@@ -36,26 +37,16 @@ def _bar(desc: str, quiet: bool):
     return cb, lambda: state["bar"].close() if "bar" in state else None
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {v}")
-    return v
-
-
 def _add_training_args(p: argparse.ArgumentParser) -> None:
     from ..modelfile import DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX
 
     g = p.add_argument_group("training (defaults: the paper's §3.4 protocol)")
-    g.add_argument("--iterations", type=_positive_int, default=5000, help="SGD iterations (default 5000)")
+    g.add_argument("--iterations", type=positive_int, default=5000, help="SGD iterations (default 5000)")
     g.add_argument("--lr-steps", metavar="IT:LR,...",
                    help="learning-rate schedule as iteration:rate pairs from 0. Default with --imagenet: the paper's "
                         "0:1e-4,S:1e-5 with S = 80 %% of --iterations (0:1e-4,4000:1e-5 for 5000); from scratch ten "
                         "times that, 0:1e-3,S:1e-4 (the paper's rates barely move a random network)")
-    g.add_argument("--batch-size", type=_positive_int, default=8, help="mini-batch size (default 8); under torchrun "
+    g.add_argument("--batch-size", type=positive_int, default=8, help="mini-batch size (default 8); under torchrun "
                                                                       "the global batch, split over the processes")
     g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9; the paper does not say)")
     g.add_argument("--weight-decay", type=float, default=0.0, help="SGD weight decay (default 0)")
@@ -384,25 +375,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_evaluate_model)
 
 
-def main(argv: list | None = None) -> int:
-    """``python -m MDTextureLib.training.cli train|crossval|evaluate-model ...`` (the same commands as
-    ``mdtexture``; handy under ``torchrun -m``)."""
-    parser = argparse.ArgumentParser(prog="mdtexture")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    register(sub)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except InputError as exc:
-        print(f"mdtexture: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("mdtexture: interrupted", file=sys.stderr)
-        return 130
+if __name__ == "__main__":  # python -m MDTextureLib.training.cli train … (e.g. under torchrun) = mdtexture train …
+    from ..cli import main
 
-
-if __name__ == "__main__":
     sys.exit(main())
