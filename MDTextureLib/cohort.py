@@ -1,7 +1,9 @@
 """Reading a phantom (or any compatible) cohort folder, and subject-level cross-validation folds.
 
-A cohort folder holds ``cohort.csv`` (one row per scan) and one sub-folder per scan with ``water.nrrd``,
-``fat.nrrd``, ``ff.nrrd``, ``muscles.nrrd``, ``muscles.seg.nrrd``, ``involvement.nrrd`` and ``truth.json``.
+A cohort folder holds ``cohort.csv`` (one row per scan: subject, scan, class, folder, and optionally age and
+severity) and one sub-folder per scan with ``ff.nrrd``. The phantom adds ``water.nrrd``, ``fat.nrrd``,
+``muscles.nrrd``, ``muscles.seg.nrrd``, ``involvement.nrrd`` and ``truth.json``; real data need only the FF image
+(and muscles for texture scores), so those are optional here and ``None`` when absent.
 Training, evaluation and the phantom's statistics all read cohorts through here, and all split them with
 :func:`subject_folds`, so no subject's scans ever sit on both sides of a split.
 """
@@ -16,7 +18,9 @@ import numpy as np
 from .constants import CLASSES
 from .errors import InputError
 
-REQUIRED_COLUMNS = ("subject", "scan", "class", "age", "severity", "folder")
+REQUIRED_COLUMNS = ("subject", "scan", "class", "folder")
+OPTIONAL_NUMBERS = ("age", "severity")  # blank or absent → NaN (real cohorts rarely have a severity)
+REQUIRED_FILES = ("ff",)
 SCAN_FILES = {
     "water": "water.nrrd", "fat": "fat.nrrd", "ff": "ff.nrrd", "muscles": "muscles.nrrd",
     "segmentation": "muscles.seg.nrrd", "involvement": "involvement.nrrd", "truth": "truth.json",
@@ -31,13 +35,13 @@ class ScanRecord:
     age: float
     severity: float
     folder: Path
-    water: Path
-    fat: Path
+    water: Path | None
+    fat: Path | None
     ff: Path
-    muscles: Path
-    segmentation: Path
-    involvement: Path
-    truth: Path
+    muscles: Path | None
+    segmentation: Path | None
+    involvement: Path | None
+    truth: Path | None
     subtype: str = ""
     extra: dict = field(default_factory=dict, compare=False)   # every other cohort.csv column, as text
 
@@ -70,7 +74,8 @@ def read_cohort(path) -> list:
         if cls not in CLASSES:
             raise InputError(f"{where}: unknown class {cls!r}; expected one of {', '.join(CLASSES)}")
         try:
-            scan, age, sev = int(row["scan"]), float(row["age"]), float(row["severity"])
+            scan = int(row["scan"])
+            age, sev = (float(row.get(c) or "nan") for c in OPTIONAL_NUMBERS)
         except ValueError:
             raise InputError(f"{where}: scan, age and severity must be numbers") from None
         subject = row["subject"].strip()
@@ -82,8 +87,8 @@ def read_cohort(path) -> list:
         folder = (root / row["folder"].strip()).resolve()
         if not folder.is_dir():
             raise InputError(f"{where}: scan folder {row['folder']!r} does not exist")
-        files = {k: folder / v for k, v in SCAN_FILES.items()}
-        absent = [v for k, v in SCAN_FILES.items() if not files[k].is_file()]
+        files = {k: (folder / v if (folder / v).is_file() else None) for k, v in SCAN_FILES.items()}
+        absent = [SCAN_FILES[k] for k in REQUIRED_FILES if files[k] is None]
         if absent:
             raise InputError(f"{where}: {row['folder']} lacks {', '.join(absent)}")
         extra = {k: v for k, v in row.items() if k not in REQUIRED_COLUMNS and k != "subtype"}

@@ -72,8 +72,18 @@ def test_read_cohort_errors(tmp_path):
     c = _fake_cohort(tmp_path / "d", [row])
     (c / "S1_1").mkdir()
     (c / "S1_1" / "water.nrrd").write_bytes(b"")
-    with pytest.raises(InputError, match="lacks"):
+    with pytest.raises(InputError, match="lacks ff.nrrd"):
         read_cohort(c)
+
+
+def test_a_real_cohort_needs_only_ff_and_class(tmp_path):
+    """Real data have no involvement masks, truth or severity: only subject, scan, class, folder and ff.nrrd."""
+    c = _fake_cohort(tmp_path / "real", [{"subject": "P7", "scan": "1", "class": "CMD", "folder": "P7_1"}])
+    (c / "P7_1").mkdir()
+    (c / "P7_1" / "ff.nrrd").write_bytes(b"")
+    (rec,) = read_cohort(c)
+    assert rec.ff.name == "ff.nrrd" and rec.truth is None and rec.involvement is None and rec.muscles is None
+    assert np.isnan(rec.age) and np.isnan(rec.severity) and rec.class_name == "CMD"
 
 
 def test_phantom_and_stats_commands(tmp_path, capsys):

@@ -12,10 +12,13 @@ import SimpleITK as sitk
 
 from ..constants import CLASSES, MUSCLE_LABELS
 from ..cohort import subject_folds
+from ..errors import InputError
 
 
 def scan_mean_ff(record) -> dict:
     """Measured mean FF (percent) over all labelled muscles, and over the soleus, from the scan's files."""
+    if record.muscles is None:
+        raise InputError(f"scan folder {record.folder.name} has no muscles.nrrd; cohort statistics need muscle labels")
     ff = sitk.GetArrayFromImage(sitk.ReadImage(str(record.ff)))
     lab = sitk.GetArrayFromImage(sitk.ReadImage(str(record.muscles)))
     allm = lab > 0
