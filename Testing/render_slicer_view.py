@@ -13,8 +13,8 @@ What is real and what is not:
   RGBA layers are blended with numpy using the slice composite node's opacities (the slice logic's own blended
   output is not used here). There is no Qt panel: the right side is drawn with matplotlib
   from the probability table node and the texture-score table node.
-- The model is UNTRAINED (random weights, no trained model is shipped yet), so the verdict and the heatmap mean
-  nothing; the figure shows the display, not a result.
+- The model is the shipped ``icam28`` (trained on synthetic phantoms); the phantom is a synthetic DMD scan, so the
+  figure shows the display on a phantom result, not a clinical one.
 """
 
 import os
@@ -32,7 +32,7 @@ sys.path.insert(0, ROOT)
 
 from MDTextureLib import slicer_bridge as sb  # noqa: E402
 from MDTextureLib.constants import CLASSES  # noqa: E402
-from MDTextureLib.modelfile import build_model  # noqa: E402
+from MDTextureLib.modelfile import default_model_path, load_model  # noqa: E402
 from MDTextureLib.phantom import make_scan, write_scan  # noqa: E402
 
 VIEW_PX = 440
@@ -81,7 +81,7 @@ def build_scene(folder):
     seg.GetDisplayNode().SetOpacity2DFill(0.15)
 
     logic = sb.MDTextureLogic(scene)
-    logic.setModel(build_model("icam28", seed=0))
+    logic.setModel(load_model(default_model_path()))
     p = logic.getParameterNode()
     p.water, p.fat, p.ff, p.device = water, fat, ff, "cpu"
     logic.classify(p)
@@ -191,8 +191,8 @@ def compose(slice_png, p, out):
                   "mm²)", fontsize=8)
     fig.text(0.01, 0.015, "Rendered offscreen from the MRML scene: slice layers by slicer-core's vtkMRMLSliceLogic "
              "(FF, heatmap, muscle outlines), blended with numpy; chart and table drawn with matplotlib from the "
-             "table nodes.\nPhantom DMD seed 3. UNTRAINED model (random weights): the verdict and the heatmap are "
-             "meaningless here; the figure shows the display only.",
+             "table nodes.\nSynthetic phantom (DMD, seed 3) classified by the shipped icam28, itself trained on synthetic "
+             "phantoms: a phantom result, not a clinical one.",
              fontsize=7, color="firebrick")
     fig.savefig(out, dpi=90)
 
