@@ -15,16 +15,23 @@ from pathlib import Path
 from .errors import InputError
 
 
+def temp_sibling(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """A new hidden temporary folder beside ``path`` (same file system, so ``os.replace`` from it is atomic)."""
+    path = Path(path)
+    parent = path.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
+    except OSError as exc:
+        raise InputError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+
+
 @contextlib.contextmanager
 def atomic_dir(out: str | os.PathLike):
     """Yield a temporary folder; on success it replaces ``out`` (an existing ``out`` is replaced as a whole)."""
     out = Path(out)
     parent = out.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    except OSError as exc:
-        raise InputError(f"cannot write output folder {out}: {exc.strerror or exc}") from None
+    tmp = temp_sibling(out)
     if out.exists() and not out.is_dir():
         shutil.rmtree(tmp, ignore_errors=True)
         raise InputError(f"output path {out} exists and is not a folder")

@@ -23,7 +23,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -38,6 +37,7 @@ from ..errors import InputError
 from ..modelfile import (DEFAULT_NORMALISATION, DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX, Model, load_imagenet_file,
                          new_card, save_model, sha256_of)
 from ..network import VARIANTS, ICAMNet, load_imagenet_trunk
+from ..outputs import temp_sibling
 from .augment import AugmentConfig, apply_augmentation, sample_params
 from .dataset import SliceDataset
 
@@ -363,11 +363,7 @@ def save_trained(result: TrainResult, stem: str | os.PathLike, half: bool = Fals
     if stem.is_dir():
         raise InputError(f"--out {stem} is a folder; give the model's path stem, e.g. {stem / 'mymodel'}")
     parent = stem.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{stem.name}.tmp-", dir=parent))
-    except OSError as exc:
-        raise InputError(f"cannot write model {stem}: {exc.strerror or exc}") from None
+    tmp = temp_sibling(stem, "model")
     try:
         weights, card = save_model(result.model, tmp / stem.name, half=half)
         log_path = tmp / f"{stem.name}.training.json"
