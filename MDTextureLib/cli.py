@@ -214,8 +214,13 @@ def cmd_demo(args) -> int:
     scan = make_scan(args.phantom_class, seed=args.seed)  # slices, matrix and pixel size drawn like a scanner
     with atomic_dir(out) as tmp:
         write_scan(scan, tmp / "input")
-        case = analyse_case(CaseInputs(ff=str(tmp / "input" / "ff.nrrd"),
-                                       segmentation=str(tmp / "input" / "muscles.seg.nrrd")), model, options)
+        bar = _Progress("classifying", args.quiet)
+        try:
+            case = analyse_case(CaseInputs(ff=str(tmp / "input" / "ff.nrrd"),
+                                           segmentation=str(tmp / "input" / "muscles.seg.nrrd")), model, options,
+                                progress=bar)
+        finally:
+            bar.close()
         write_case(case, tmp / "result", options, title=f"phantom {args.phantom_class} (synthetic)")
     _print_warnings(case.summary["warnings"])
     probs = ", ".join(f"{c} {p:.3f}" for c, p in case.summary["probabilities"].items())
