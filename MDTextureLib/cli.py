@@ -59,6 +59,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _add_input_args(p: argparse.ArgumentParser) -> None:
+    """Options every command that reads Dixon images shares."""
+    p.add_argument("--ff-unit", choices=("auto", "fraction", "percent"), default="auto",
+                   help="unit of the fat-fraction images (default: detected)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="M", help="model card (.json) or weights (.safetensors); default: the shipped "
                                                 "model under Resources/Models")
@@ -249,12 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ff", metavar="FF", help="fat-fraction image (fraction 0-1 or percent, detected)")
     p.add_argument("--water", metavar="W", help="water image (with --fat, FF is derived when --ff is absent)")
     p.add_argument("--fat", metavar="F", help="fat image")
-    p.add_argument("--ff-unit", choices=("auto", "fraction", "percent"), default="auto",
-                   help="unit of --ff (default: detected)")
     p.add_argument("--segmentation", metavar="SEG", help="muscle labelmap or Slicer .seg.nrrd (TA=1 … MG=7, or "
                                                          "segments named after the muscles)")
     p.add_argument("--out", metavar="DIR", required=True, help="output folder (replaced as a whole)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_input_args(p)
     _add_model_args(p)
     _add_score_args(p)
     p.set_defaults(func=cmd_classify)
@@ -266,8 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "their error and make the exit status 1.")
     p.add_argument("--data", required=True, metavar="DIR")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--ff-unit", choices=("auto", "fraction", "percent"), default="auto")
-    p.add_argument("--quiet", action="store_true")
+    _add_input_args(p)
     _add_model_args(p)
     _add_score_args(p)
     p.set_defaults(func=cmd_batch)

@@ -30,6 +30,7 @@ BACKGROUND_FRACTION_OF_P99 = 0.10
 FRACTION_MAX = 1.5
 PERCENT_MAX = 105.0
 NEGATIVE_TOLERANCE = 0.05  # as a fraction: small negatives from noise are clipped, larger ones are an error
+NEED_FF_OR_WATER_FAT = "give a fat-fraction image, or both water and fat images"
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def load_dixon(ff: str | os.PathLike | None = None, water: str | os.PathLike | N
     with ``ff_unit='fraction'|'percent'``) and converted to a fraction.
     """
     if ff is None and (water is None or fat is None):
-        raise InputError("give a fat-fraction image, or both water and fat images")
+        raise InputError(NEED_FF_OR_WATER_FAT)
     images = {}
     for what, path in (("fat-fraction image", ff), ("water image", water), ("fat image", fat)):
         if path is not None:
@@ -195,7 +196,7 @@ def series_from_arrays(grid: Grid, ff: np.ndarray | None = None, water: np.ndarr
     FF is converted to a fraction (unit detected or forced), or derived from water and fat when absent.
     """
     if ff is None and (water is None or fat is None):
-        raise InputError("give a fat-fraction image, or both water and fat images")
+        raise InputError(NEED_FF_OR_WATER_FAT)
     notes: list[str] = []
     if ff is not None:
         ff_a, unit = normalise_ff(ff, ff_unit, notes)
