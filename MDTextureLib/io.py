@@ -277,45 +277,48 @@ def read_labels(path: str | os.PathLike, grid: Grid) -> LabelMap:
         raise InputError(f"segmentation not found: {p}")
     notes: list[str] = []
     if p.name.lower().endswith(".seg.nrrd"):
-        image, names = _read_slicer_segmentation(p, notes)
+        labels, label_grid, names = _read_slicer_segmentation(p, notes)
     else:
         image = read_image(p, "segmentation")
         values = np.unique(sitk.GetArrayViewFromImage(image))
         if not np.allclose(values, np.round(values)):
             raise InputError(f"segmentation {p.name} has non-integer values; a labelmap is needed")
-        image = sitk.Cast(image, sitk.sitkUInt16)
-        names = {}
-    if Grid.of(image).mismatch(grid):
-        image = sitk.Resample(image, grid.image(np.zeros(grid.shape_zyx, np.uint8)), sitk.Transform(),
-                              sitk.sitkNearestNeighbor, 0, image.GetPixelID())
+        labels, label_grid, names = sitk.GetArrayFromImage(sitk.Cast(image, sitk.sitkUInt16)), Grid.of(image), {}
+    if label_grid.mismatch(grid):
+        # Only here is an ITK image needed; the usual case (segmentation drawn on the FF grid) stays in numpy.
+        image = sitk.Resample(label_grid.image(labels), grid.image(np.zeros(grid.shape_zyx, np.uint8)),
+                              sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16)
+        labels = sitk.GetArrayFromImage(image)
         notes.append("segmentation resampled (nearest neighbour) onto the fat-fraction grid")
-    labels = sitk.GetArrayFromImage(image).astype(np.uint16)
-    present = [int(v) for v in np.unique(labels) if v != 0]
-    if not present:
+    labels = np.ascontiguousarray(labels, dtype=np.uint16)
+    if not labels.any():
         raise InputError(f"segmentation {p.name} has no labelled voxels on the image grid "
                          "(empty, or it does not overlap the image)")
-    if not names:
+    if not names:  # a plain labelmap: name the values present after resampling
         from .constants import MUSCLES
+        present = [int(v) for v in np.flatnonzero(np.bincount(labels.ravel())) if v != 0]
         names = {v: (MUSCLES[v - 1] if 1 <= v <= len(MUSCLES) else f"label_{v}") for v in present}
     return LabelMap(labels=labels, names=names, warnings=notes)
 
 
-def _read_slicer_segmentation(path: Path, notes: list) -> tuple[sitk.Image, dict]:
-    """A ``.seg.nrrd`` → (labelmap image in LPS, {value: segment name}); layers are merged into one labelmap."""
+def _read_slicer_segmentation(path: Path, notes: list) -> tuple[np.ndarray, Grid, dict]:
+    """A ``.seg.nrrd`` → ((z, y, x) labels, their grid in LPS, {value: segment name}); layers are merged into one
+    labelmap whose values are 1, 2, … in segment order."""
     import slicerio
 
     try:
         seg = slicerio.read_segmentation(str(path))
     except Exception as exc:  # slicerio raises plain exceptions for malformed headers
         raise InputError(f"cannot read segmentation {path.name}: {_first_line(exc)}") from None
-    voxels = np.asarray(seg["voxels"])
+    voxels = np.asarray(seg["voxels"])  # (i, j, k[, layer]) as pynrrd reads it
     if voxels.ndim == 3:
         voxels = voxels[None]
     elif voxels.ndim == 4 and voxels.shape[0] > 8 and voxels.shape[3] <= 8:
         voxels = np.moveaxis(voxels, 3, 0)  # defensive: layer axis last
-    merged = np.zeros(voxels.shape[1:], dtype=np.uint16)
-    names: dict[int, str] = {}
+    voxels = voxels.transpose(0, 3, 2, 1)  # (layer, z, y, x); a view (pynrrd's arrays are Fortran-ordered)
     segments = list(seg["segments"])
+    names: dict[int, str] = {}
+    merged = None
     for layer in range(voxels.shape[0]):
         # One lookup table per layer: file label value → our value (1, 2, … in segment order).
         lut = np.zeros(max(int(voxels[layer].max()), max((int(s["labelValue"]) for s in segments), default=0)) + 1,
@@ -325,6 +328,9 @@ def _read_slicer_segmentation(path: Path, notes: list) -> tuple[sitk.Image, dict
                 lut[int(segment["labelValue"])] = value
                 names[value] = str(segment["name"])
         layer_labels = lut[voxels[layer]]
+        if merged is None:
+            merged = layer_labels
+            continue
         overlap = (layer_labels > 0) & (merged > 0)
         if overlap.any():
             notes.append(f"{int(overlap.sum())} voxels belong to overlapping segments; the later segment wins")
@@ -332,8 +338,6 @@ def _read_slicer_segmentation(path: Path, notes: list) -> tuple[sitk.Image, dict
     ijk_to_lps = np.asarray(seg["ijkToLPS"], dtype=float)
     spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
     direction = ijk_to_lps[:3, :3] / spacing[None, :]
-    image = sitk.GetImageFromArray(np.ascontiguousarray(merged.transpose(2, 1, 0)))  # (i,j,k) → (z,y,x)
-    image.SetSpacing(tuple(float(s) for s in spacing))
-    image.SetOrigin(tuple(float(o) for o in ijk_to_lps[:3, 3]))
-    image.SetDirection(tuple(float(d) for d in direction.ravel()))
-    return image, names
+    grid = Grid(size=tuple(int(n) for n in merged.shape[::-1]), spacing=tuple(float(s) for s in spacing),
+                origin=tuple(float(o) for o in ijk_to_lps[:3, 3]), direction=tuple(float(d) for d in direction.ravel()))
+    return merged, grid, names

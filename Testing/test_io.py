@@ -172,6 +172,38 @@ def test_slicer_seg_nrrd_names_and_geometry(tmp_path, leg_files):
     assert not lm.warnings  # same grid: no resampling
 
 
+def test_slicer_seg_nrrd_with_two_layers_on_a_finer_grid(tmp_path, leg_files):
+    """Overlapping segments live in separate layers: merged (later segment wins, with a warning), then resampled
+    nearest-neighbour from a 2x finer grid onto the FF grid."""
+    import slicerio
+
+    series = load_dixon(ff=leg_files["ff"])
+    labels = leg_volume()["labels"]
+    ta, sol = labels == 1, labels == 5
+    grown_ta = ta | np.roll(sol, 1, axis=2) & sol  # TA layer also claims the soleus voxels whose left neighbour is soleus
+    fine = lambda a: np.repeat(np.repeat(a, 2, axis=1), 2, axis=2)  # noqa: E731
+    layers = np.stack([fine(grown_ta).astype(np.uint8) * 3, fine(sol).astype(np.uint8) * 7])  # (layer, z, y, x)
+    d = np.asarray(AWKWARD["direction"]).reshape(3, 3)
+    fine_grid = Grid(tuple(int(n) for n in layers.shape[:0:-1]), (0.45, 0.55, 4.0),
+                     tuple(np.asarray(AWKWARD["origin"]) + d @ np.array([-0.225, -0.275, 0.0])), AWKWARD["direction"])
+    seg = {
+        "voxels": layers.transpose(3, 2, 1, 0).copy(),  # slicerio: (i, j, k, layer)
+        "ijkToLPS": fine_grid.ijk_to_lps(),
+        "encoding": "gzip",
+        "segments": [
+            {"id": "Segment_1", "name": "tib ant", "labelValue": 3, "layer": 0, "color": [1, 0, 0]},
+            {"id": "Segment_2", "name": "Soleus", "labelValue": 7, "layer": 1, "color": [0, 0, 1]},
+        ],
+    }
+    slicerio.write_segmentation(str(tmp_path / "layers.seg.nrrd"), seg)
+    lm = read_labels(tmp_path / "layers.seg.nrrd", series.grid)
+    assert lm.names == {1: "tib ant", 2: "Soleus"}
+    np.testing.assert_array_equal(lm.labels == 2, sol)  # the later segment wins the shared voxels
+    np.testing.assert_array_equal(lm.labels == 1, ta)
+    assert any("overlapping segments" in w for w in lm.warnings)
+    assert any("resampled" in w for w in lm.warnings)
+
+
 def test_grid_image_round_trip():
     g = Grid((4, 3, 2), AWKWARD["spacing"], AWKWARD["origin"], AWKWARD["direction"])
     img = g.image(np.zeros((2, 3, 4), np.float32))
