@@ -11,6 +11,8 @@ case's own peak).
 
 from __future__ import annotations
 
+# torch is imported inside the functions: `mdtexture --help` registers this command without loading torch.
+
 import argparse
 import json
 import resource
@@ -20,8 +22,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-import torch
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -35,12 +35,16 @@ def _median_time(fn, repeats: int) -> float:
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     """Float32 matrix-multiply throughput on this machine (the practical peak for convolutions here)."""
+    import torch
+
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b  # warm-up
     return 2 * n ** 3 / _median_time(lambda: a @ b, repeats) / 1e9
 
 
-def forward_flops(net: torch.nn.Module, stacks: torch.Tensor) -> float:
+def forward_flops(net, stacks) -> float:
+    """Floating-point operations of one forward pass of ``net`` over ``stacks`` (torch's own counter)."""
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
@@ -58,6 +62,7 @@ def _write_case_files(folder: Path, n_slices: int, matrix: int, seed: int = 0) -
 
 def run_bench(model=None, n_slices: int = 35, matrix: int = 256, repeats: int = 3, batch_size: int = 16,
               memory_probe: bool = True) -> dict:
+    import torch
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 

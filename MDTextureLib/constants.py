@@ -34,3 +34,17 @@ MUSCLE_COLORS = {
     "LG": (0.55, 0.40, 0.85),
     "MG": (0.90, 0.45, 0.75),
 }
+
+#: Network variants (names of Table 2) → feature stages, finest first; the map lives at the first stage's
+#: resolution. Defined here, not in ``network``, so the command line can list them without importing torch.
+VARIANTS = {
+    "icam14": ("layer3", "layer4"),
+    "icam28": ("layer2", "layer3"),
+    "resnet7": ("layer4",),
+    "resnet14": ("layer3",),
+    "resnet28": ("layer2",),
+}
+
+#: The model window of new models (written into every model card; the card, not this, rules at inference).
+DEFAULT_PIXEL_MM = 0.8  # 224 px × 0.8 mm = 179 mm: an adult calf (≤ 125 mm) with margin
+DEFAULT_SIZE_PX = 224

@@ -17,15 +17,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .constants import CLASSES
+from .constants import CLASSES, DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX
 from .errors import InputError
 from .network import VARIANTS, ICAMNet, infer_variant
 
 CARD_FORMAT = 1
 
 #: Input preprocessing of models built here (the card of a loaded model is authoritative).
-DEFAULT_PIXEL_MM = 0.8  # 224 px × 0.8 mm = 179 mm: an adult calf (≤ 125 mm) with margin
-DEFAULT_SIZE_PX = 224
 DEFAULT_NORMALISATION = {"mean": 0.2, "std": 0.3}  # FF fraction; roughly the cohort's in-window mean and std
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"

@@ -29,18 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import resnet18
 
-from .constants import CLASSES
+from .constants import CLASSES, VARIANTS
 
 LAYER_CHANNELS = {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
-
-#: Feature stages of each variant, finest first. The map lives at the first stage's resolution.
-VARIANTS = {
-    "icam14": ("layer3", "layer4"),
-    "icam28": ("layer2", "layer3"),
-    "resnet7": ("layer4",),
-    "resnet14": ("layer3",),
-    "resnet28": ("layer2",),
-}
 
 #: Map side length for a 224×224 input, per variant.
 MAP_SIZE_224 = {"icam14": 14, "icam28": 28, "resnet7": 7, "resnet14": 14, "resnet28": 28}

@@ -178,3 +178,12 @@ def test_console_script_help_is_readable():
     assert proc.returncode == 0
     for word in ("--ff", "--water", "--segmentation", "--target-class", "--threshold", "--min-area-mm2"):
         assert word in proc.stdout
+
+
+def test_help_does_not_load_torch():
+    """Building the whole parser (every subcommand) must stay light: `mdtexture --help` should answer at once."""
+    code = ("import sys; from MDTextureLib.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'torchvision', 'sklearn') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

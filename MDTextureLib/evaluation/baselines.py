@@ -28,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .settings import KMEANS_K
+
 HIST_BINS = 16
 GLCM_LEVELS = 32
 GLCM_DISTANCES = (1, 2, 4)
@@ -36,7 +38,6 @@ GLCM_PROPS = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation
 PATCH = 18
 PATCH_STRIDE = 8
 MAX_PATCHES_PER_IMAGE = 200
-KMEANS_K = 256
 KMEANS_TRAIN_PATCHES = 20000
 
 KNN_GRID = {"clf__n_neighbors": [1, 3, 5, 9, 15, 25]}

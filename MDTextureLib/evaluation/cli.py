@@ -43,7 +43,7 @@ Results on phantom data are synthetic, not clinical.
 
 
 def register(subparsers) -> None:
-    from .experiments import EXPERIMENTS, Settings
+    from .settings import EXPERIMENTS, Settings
 
     d = Settings()
     p = subparsers.add_parser("evaluate", help="reproduce the paper's experiments and score the heatmaps "
@@ -78,7 +78,7 @@ def register(subparsers) -> None:
 
 
 def settings_from_args(args):
-    from .experiments import Settings
+    from .settings import Settings
 
     common = {"n_folds": args.folds, "fold_seed": args.fold_seed, "seed": args.seed, "imagenet": args.imagenet,
               "lr_steps": args.lr_steps, "quiet": args.quiet}

@@ -27,12 +27,11 @@ import torch
 
 from ..constants import CLASSES, MUSCLE_LABELS, MUSCLES
 from ..errors import InputError
-from ..modelfile import DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX, Model, load_model
+from ..modelfile import Model, load_model
 from ..scores import ScoreParameters, texture_scores
 from . import baselines, distances, embedding, localisation, maps, randomisation
 from .data import ROI_MUSCLES, CohortData, resample_labels
-
-EXPERIMENTS = ("table1", "table2", "neurons", "tsne", "table3", "localisation", "randomisation")
+from .settings import EXPERIMENTS, LOCALISATION_VARIANTS, Settings  # noqa: F401 (re-exported)
 
 #: Paper Table 1 (test accuracy %, 4-fold CV: mean, max, min). The caption says "testing error" but the values
 #: and the text (§4.1) are accuracies.
@@ -59,47 +58,8 @@ VARIANT_LABELS = {"resnet7": "ResNet18 (CAM, 7²)", "icam14": "ICAM-14²", "icam
                   "resnet14": "ResNet-14²", "resnet28": "ResNet-28²"}
 TABLE1_DEEP = ("resnet7", "icam14", "icam28")
 TABLE2_VARIANTS = ("resnet28", "icam28", "resnet14", "icam14")
-LOCALISATION_VARIANTS = ("icam28", "icam14", "resnet7")
 RANDOMISATION_VARIANTS = ("icam28", "resnet7")
 SPECIFIC_MARGIN = 0.10  # involved-fraction difference from which a muscle counts as class-specific
-
-
-@dataclass
-class Settings:
-    """Everything an evaluation run depends on (written into every JSON)."""
-
-    iterations: int = 300
-    lr_steps: str | None = None  # "IT:LR,..." as `mdtexture train --lr-steps`; default: learning_rate_steps()
-    batch_size: int = 8
-    n_folds: int = 4
-    fold_seed: int = 0
-    seed: int = 0
-    pixel_mm: float = DEFAULT_PIXEL_MM
-    size_px: int = DEFAULT_SIZE_PX
-    kmeans_k: int = baselines.KMEANS_K
-    imagenet: str | None = None
-    tsne_max_patches: int = 1500
-    randomisation_slices: int = 16
-    randomisation_depth: int = 5
-    tolerance_mm: float = 12.0  # pointing-game tolerance: 15 px of the 0.8 mm model grid (TorchRay's 15 px)
-    table3_cases: int = 4
-    networks: tuple = LOCALISATION_VARIANTS  # networks whose maps are scored (localisation, randomisation)
-    quick: bool = False
-    quiet: bool = False
-    score_params: ScoreParameters = field(default_factory=ScoreParameters)
-
-    @classmethod
-    def quick_profile(cls, **overrides) -> "Settings":
-        """A tiny profile for tests and smoke runs: a 64-px window, a few iterations, a small dictionary."""
-        base = dict(iterations=3, batch_size=4, pixel_mm=3.0, size_px=64, kmeans_k=16, tsne_max_patches=200,
-                    randomisation_slices=4, randomisation_depth=2, quick=True)
-        base.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**base)
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["imagenet"] = Path(self.imagenet).name if self.imagenet else None
-        return d
 
 
 # ------------------------------------------------------------------------------------------------- utilities

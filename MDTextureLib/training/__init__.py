@@ -5,11 +5,21 @@
 (k-fold by subject), ``ddp`` (DistributedDataParallel), ``cli`` (``train``, ``crossval``, ``evaluate-model``).
 """
 
-from .augment import AugmentConfig, apply_augmentation, augment, sample_params
-from .dataset import ScanItem, SliceDataset, items_from_records
-from .evaluate import Evaluation, evaluate_items
-from .loop import TrainConfig, TrainResult, default_lr_steps, parse_lr_steps, save_trained, train
+import importlib
 
-__all__ = ["AugmentConfig", "apply_augmentation", "augment", "sample_params", "ScanItem", "SliceDataset",
-           "items_from_records", "Evaluation", "evaluate_items", "TrainConfig", "TrainResult", "default_lr_steps",
-           "parse_lr_steps", "save_trained", "train"]
+# Public names → the submodule defining them. Loaded on first use (PEP 562), so that registering the command line
+# (`mdtexture --help`) does not import torch.
+_EXPORTS = {
+    "AugmentConfig": "augment", "apply_augmentation": "augment", "augment": "augment", "sample_params": "augment",
+    "ScanItem": "dataset", "SliceDataset": "dataset", "items_from_records": "dataset",
+    "Evaluation": "evaluate", "evaluate_items": "evaluate",
+    "TrainConfig": "loop", "TrainResult": "loop", "default_lr_steps": "loop", "parse_lr_steps": "loop",
+    "save_trained": "loop", "train": "loop",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

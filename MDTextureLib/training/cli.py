@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..cli import positive_int
 from ..errors import InputError
-from ..network import VARIANTS
+from ..constants import VARIANTS
 
 DATA_HELP = "cohort: cohort.csv or the folder holding it (e.g. made by `mdtexture phantom --out DIR`)"
 
@@ -38,7 +38,7 @@ def _bar(desc: str, quiet: bool):
 
 
 def _add_training_args(p: argparse.ArgumentParser) -> None:
-    from ..modelfile import DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX
+    from ..constants import DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX
 
     g = p.add_argument_group("training (defaults: the paper's §3.4 protocol)")
     g.add_argument("--iterations", type=positive_int, default=5000, help="SGD iterations (default 5000)")
@@ -129,7 +129,7 @@ def training_command(args, config, command: str = "train", variants=None) -> str
         parts += ["--imagenet", _name(config.imagenet)]
     if not config.augment.enabled:
         parts.append("--no-augment")
-    from ..modelfile import DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX
+    from ..constants import DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX
 
     if config.pixel_mm != DEFAULT_PIXEL_MM:
         parts += ["--pixel-mm", f"{config.pixel_mm:g}"]
