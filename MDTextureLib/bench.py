@@ -91,19 +91,14 @@ def run_bench(model=None, n_slices: int = 35, matrix: int = 256, repeats: int = 
         def end_to_end():
             write_case(analyse_case(inputs, model, options), tmp / "out", options)
 
-        end_to_end()  # warm-up: first-call allocations, lazy imports
-        t_e2e = _median_time(end_to_end, repeats)
-
         series = load_dixon(ff=ff_path)
         stacks, _ = model_inputs(series, model)  # exactly what classify_volume feeds the network
-        stages = _stage_times(series, inputs, model, options, tmp / "stages", repeats)
 
         def bare_forward():
             with torch.inference_mode():
                 for start in range(0, stacks.shape[0], batch_size):
                     net(stacks[start:start + batch_size])
 
-        t_fwd = _median_time(bare_forward, repeats)
         flops = forward_flops(net, stacks)
         verdict = classify_volume(series, model, device="cpu").verdict
         target = [ClassifierOutputTarget(("DMD", "CMD", "normal").index(verdict))]
@@ -114,7 +109,16 @@ def run_bench(model=None, n_slices: int = 35, matrix: int = 256, repeats: int = 
                 for k in range(stacks.shape[0]):
                     cam(input_tensor=stacks[k:k + 1], targets=target)
 
-        t_gc = _median_time(gradcam_per_slice, max(1, repeats - 1))
+        paths = {"end_to_end": end_to_end, "bare_forward": bare_forward, "gradcam": gradcam_per_slice}
+        for fn in paths.values():
+            fn()  # warm-up: first-call allocations, lazy imports, kernel selection
+        # Interleaved rounds, so that a machine whose speed drifts (shared hosts do) slows every path alike.
+        times = {name: [] for name in paths}
+        for _ in range(repeats):
+            for name, fn in paths.items():
+                times[name].append(_median_time(fn, 1))
+        t_e2e, t_fwd, t_gc = (statistics.median(times[name]) for name in paths)
+        stages = _stage_times(series, inputs, model, options, tmp / "stages", repeats)
     peak = matmul_peak_gflops()
     result = {
         "volume": f"{matrix}x{matrix}x{n_slices}", "variant": model.card["variant"], "batch_size": batch_size,
