@@ -32,10 +32,12 @@ are trained here for --iterations each (5 variants x 4 folds for `all`).
 """
 
 EPILOG = """\
-Budget (2-core CPU): `evaluate all` on the default phantom cohort (48 subjects, 76 scans) trains 20 networks
-(5 variants x 4 folds) of 300 iterations of batch 8. Measured with --threads 1 while two other training processes
-shared the CPU: 0.5-0.8 s per iteration depending on the variant (about 67 min for all 20 networks) and about
-18 min for everything else (features, K-Means, SVM searches, inference, Grad-CAM family, metrics): about 85 min.
+Budget (2-core CPU): `evaluate all` on the default phantom cohort (48 subjects, 76 scans) needs 20 networks
+(5 variants x 4 folds, 300 iterations of batch 8). Measured: 1.1 s per iteration for the full ResNet18 variants
+(resnet7, icam14), 0.85 s for icam28/resnet14 and 0.6 s for resnet28 on one thread, i.e. about 100 min to train
+all 20 one after another, and 15 min for everything else (features, K-Means, SVM searches, inference, Grad-CAM
+family, metrics). Faster: train them in two `mdtexture crossval ... --keep-models` runs side by side (one thread
+each, about 50 min) and pass the fold models with --models (README, Experiments).
 Use --threads 1 when another job shares the CPU (threads competing for cores slow PyTorch down many-fold).
 --quick runs a tiny profile (64-px window, 3 iterations) to check that everything runs; its numbers mean nothing.
 Results on phantom data are synthetic, not clinical.
