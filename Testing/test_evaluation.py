@@ -325,3 +325,23 @@ def test_evaluate_errors_are_input_errors(tiny_cohort, tmp_path):
     with pytest.raises(InputError):
         args.func(args)
     assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_models_from_other_folds_are_refused(tiny_cohort, tmp_path):
+    """Fold networks merged from several `crossval` runs keep their reports as crossval*.json; every one is checked
+    against this run's folds, since a network tested on subjects it was trained on would inflate every number."""
+    from MDTextureLib.errors import InputError
+    from MDTextureLib.evaluation.experiments import Context, Settings
+
+    settings = Settings.quick_profile(n_folds=2, quiet=True)
+    c = Context(tiny_cohort, settings).cohort
+    ours = [{"fold": k + 1, "test_subjects": sorted(set(c.subjects[te].tolist()))} for k, (_, te) in enumerate(c.folds)]
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "crossval_a.json").write_text(json.dumps({"results": {"resnet7": {"folds": ours}}}))
+    (models / "crossval_b.json").write_text(json.dumps({"results": {"icam28": {"folds": ours}}}))
+    assert Context(tiny_cohort, settings, models_dir=models).cohort.n_folds == 2  # same folds: accepted
+    swapped = [dict(ours[0], test_subjects=ours[1]["test_subjects"]), dict(ours[1], test_subjects=ours[0]["test_subjects"])]
+    (models / "crossval_b.json").write_text(json.dumps({"results": {"icam28": {"folds": swapped}}}))
+    with pytest.raises(InputError, match="crossval_b.json, icam28 fold 1"):
+        Context(tiny_cohort, settings, models_dir=models).cohort

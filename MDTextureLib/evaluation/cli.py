@@ -57,7 +57,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (replaced as a whole)")
     p.add_argument("--models", metavar="DIR", help="folder of trained fold models VARIANT_foldK.json (from "
                                                    "`mdtexture crossval --keep-models` or an earlier evaluate run's "
-                                                   "OUT/models); missing ones are trained")
+                                                   "OUT/models); missing ones are trained. crossval*.json reports in it "
+                                                   "(or crossval.json beside it) must show this run's folds")
     p.add_argument("--iterations", type=int, help=f"training iterations per network and fold (default "
                                                   f"{d.iterations}; --quick: 3)")
     p.add_argument("--lr-steps", metavar="IT:LR,...", help="learning-rate schedule (default: 1e-3 then 1e-4 for the "

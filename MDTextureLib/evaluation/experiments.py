@@ -182,24 +182,29 @@ class Context:
         }
 
     def _check_crossval_folds(self) -> None:
-        """When --models comes from `mdtexture crossval`, its folds must be ours (else test subjects leak)."""
+        """When --models comes from `mdtexture crossval`, its folds must be ours (else test subjects leak).
+
+        Reads every ``crossval*.json`` in the models folder (models of several crossval runs merged into one folder
+        bring their reports along under distinct names) and ``crossval.json`` beside it.
+        """
         if self.models_dir is None:
             return
-        for candidate in (self.models_dir / "crossval.json", self.models_dir.parent / "crossval.json"):
-            if candidate.is_file():
-                try:
-                    results = json.loads(candidate.read_text()).get("results", {})
-                except ValueError:
-                    return
-                c = self._cohort
-                for variant, r in results.items():
-                    for f in r.get("folds", []):
-                        k = int(f["fold"]) - 1
-                        if k >= c.n_folds or set(f.get("test_subjects", [])) != set(c.subjects[c.folds[k][1]]):
-                            raise InputError(f"the models in {self.models_dir} were cross-validated on other folds "
-                                             f"than this run's ({candidate.name}, {variant} fold {k + 1}); use the "
-                                             "same cohort, --folds and fold seed")
-                return
+        candidates = sorted(self.models_dir.glob("crossval*.json")) + [self.models_dir.parent / "crossval.json"]
+        c = self._cohort
+        for candidate in candidates:
+            if not candidate.is_file():
+                continue
+            try:
+                results = json.loads(candidate.read_text()).get("results", {})
+            except ValueError:
+                continue
+            for variant, r in results.items():
+                for f in r.get("folds", []):
+                    k = int(f["fold"]) - 1
+                    if k >= c.n_folds or set(f.get("test_subjects", [])) != set(c.subjects[c.folds[k][1]]):
+                        raise InputError(f"the models in {self.models_dir} were cross-validated on other folds "
+                                         f"than this run's ({candidate.name}, {variant} fold {k + 1}); use the "
+                                         "same cohort, --folds and fold seed")
 
     def model(self, variant: str, fold: int) -> Model:
         """The network of ``variant`` for fold ``fold`` (0-based): loaded from --models, else trained now."""
