@@ -97,8 +97,9 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
                     cancel: Callable[[], bool] | None = None) -> VolumeResult:
     """Classify every slice of ``series`` in batches and keep the class maps.
 
-    ``progress(done, total)`` is called after each batch; ``cancel()`` returning True stops with InterruptedError
-    (the Slicer module's Cancel button).
+    ``progress(done, total)`` is called with 0 before the first batch (so a progress bar starts its clock with the
+    work) and after each batch; ``cancel()`` returning True stops with InterruptedError (the Slicer module's Cancel
+    button).
     """
     if target_class is not None and target_class not in CLASSES:
         raise InputError(f"unknown target class {target_class!r}; choose one of {', '.join(CLASSES)}")
@@ -108,6 +109,8 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
     with torch.inference_mode():
         stacks, geometry = model_inputs(series, model, dev)
         n = stacks.shape[0]
+        if progress is not None:
+            progress(0, n)
         logits, maps = [], []
         for start in range(0, n, batch_size):
             if cancel is not None and cancel():

@@ -629,8 +629,8 @@ class MDTextureLogic:
     def classify(self, p: Optional[MDTextureParameters] = None, progress=None, cancel=None):
         """Classify the selected series; writes the three heatmap volumes, the probability table and chart.
 
-        ``progress(done, total)`` is called after each batch of slices and ``cancel()`` returning True stops with
-        InterruptedError; the scene is left as it was before the call in that case.
+        ``progress(done, total)`` is called with 0 first, then after each batch of slices; ``cancel()`` returning
+        True stops with InterruptedError; the scene is left as it was before the call in that case.
         """
         from .inference import classify_volume
 

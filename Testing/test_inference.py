@@ -97,7 +97,7 @@ def test_cancel_and_bad_arguments(series):
         classify_volume(series, model, device="cpu", target_class="BMD")
     seen = []
     classify_volume(series, model, device="cpu", batch_size=4, progress=lambda d, t: seen.append((d, t)))
-    assert seen == [(4, 6), (6, 6)]
+    assert seen == [(0, 6), (4, 6), (6, 6)]
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="no CUDA GPU"):
             classify_volume(series, model, device="cuda")
