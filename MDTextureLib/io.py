@@ -69,6 +69,16 @@ class Grid:
         img.SetDirection(self.direction)
         return img
 
+    @classmethod
+    def from_ijk_to_lps(cls, size: tuple, ijk_to_lps: np.ndarray) -> "Grid":
+        """The grid of ``size`` (x, y, z) voxels whose 4x4 voxel-index → LPS matrix is ``ijk_to_lps`` (the inverse
+        of :meth:`ijk_to_lps`)."""
+        m = np.asarray(ijk_to_lps, dtype=float)
+        spacing = np.linalg.norm(m[:3, :3], axis=0)
+        direction = m[:3, :3] / spacing[None, :]
+        return cls(tuple(int(n) for n in size), tuple(float(s) for s in spacing), tuple(float(o) for o in m[:3, 3]),
+                   tuple(float(d) for d in direction.ravel()))
+
     def ijk_to_lps(self) -> np.ndarray:
         """4x4 matrix from voxel index (i, j, k) = (x, y, z) to LPS millimetres."""
         m = np.eye(4)
@@ -335,9 +345,4 @@ def _read_slicer_segmentation(path: Path, notes: list) -> tuple[np.ndarray, Grid
         if overlap.any():
             notes.append(f"{int(overlap.sum())} voxels belong to overlapping segments; the later segment wins")
         np.copyto(merged, layer_labels, where=layer_labels > 0)
-    ijk_to_lps = np.asarray(seg["ijkToLPS"], dtype=float)
-    spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
-    direction = ijk_to_lps[:3, :3] / spacing[None, :]
-    grid = Grid(size=tuple(int(n) for n in merged.shape[::-1]), spacing=tuple(float(s) for s in spacing),
-                origin=tuple(float(o) for o in ijk_to_lps[:3, 3]), direction=tuple(float(d) for d in direction.ravel()))
-    return merged, grid, names
+    return merged, Grid.from_ijk_to_lps(merged.shape[::-1], seg["ijkToLPS"]), names

@@ -87,11 +87,7 @@ def grid_of_volume(volume_node) -> Grid:
     image = volume_node.GetImageData()
     if image is None:
         raise InputError(f"volume {volume_node.GetName()} has no voxels")
-    lps = LPS_FROM_RAS @ ijk_to_ras(volume_node)
-    spacing = np.linalg.norm(lps[:3, :3], axis=0)
-    direction = lps[:3, :3] / spacing[None, :]
-    return Grid(size=tuple(int(d) for d in image.GetDimensions()), spacing=tuple(float(s) for s in spacing),
-                origin=tuple(float(o) for o in lps[:3, 3]), direction=tuple(float(d) for d in direction.ravel()))
+    return Grid.from_ijk_to_lps(image.GetDimensions(), LPS_FROM_RAS @ ijk_to_ras(volume_node))
 
 
 def ras_matrix_of_grid(grid: Grid) -> np.ndarray:

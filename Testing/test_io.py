@@ -210,3 +210,4 @@ def test_grid_image_round_trip():
     assert Grid.of(img) == g
     m = g.ijk_to_lps()
     assert np.allclose(m @ [1, 0, 0, 1], list(img.TransformIndexToPhysicalPoint((1, 0, 0))) + [1])
+    assert Grid.from_ijk_to_lps(g.size, m) == g
