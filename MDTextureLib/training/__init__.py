@@ -8,9 +8,11 @@
 import importlib
 
 # Public names → the submodule defining them. Loaded on first use (PEP 562), so that registering the command line
-# (`mdtexture --help`) does not import torch.
+# (`mdtexture --help`) does not import torch. The function `augment` is not among them: lazily, the package
+# attribute of that name would be the function or the submodule `training.augment` depending on import order;
+# it is always the submodule (the function: `training.augment.augment`).
 _EXPORTS = {
-    "AugmentConfig": "augment", "apply_augmentation": "augment", "augment": "augment", "sample_params": "augment",
+    "AugmentConfig": "augment", "apply_augmentation": "augment", "sample_params": "augment",
     "ScanItem": "dataset", "SliceDataset": "dataset", "items_from_records": "dataset",
     "Evaluation": "evaluate", "evaluate_items": "evaluate",
     "TrainConfig": "loop", "TrainResult": "loop", "default_lr_steps": "loop", "parse_lr_steps": "loop",
