@@ -147,22 +147,26 @@ def test_segmentation_that_misses_the_image_is_refused(tmp_path, leg_files):
         read_labels(empty, series.grid)
 
 
-def test_slicer_seg_nrrd_names_and_geometry(tmp_path, leg_files):
+def _write_seg_nrrd(path, layers_zyx: np.ndarray, grid: Grid, segments) -> None:
+    """A Slicer .seg.nrrd through slicerio: ``layers_zyx`` is (z, y, x) or (layer, z, y, x); ``segments`` are
+    (name, label value, layer)."""
     import slicerio
 
+    voxels = layers_zyx.transpose(2, 1, 0) if layers_zyx.ndim == 3 else layers_zyx.transpose(3, 2, 1, 0)
+    slicerio.write_segmentation(str(path), {
+        "voxels": voxels.copy(),  # slicerio uses (i, j, k[, layer])
+        "ijkToLPS": grid.ijk_to_lps(),
+        "encoding": "gzip",
+        "segments": [{"id": f"Segment_{k}", "name": name, "labelValue": value, "layer": layer, "color": [1, 0, 0]}
+                     for k, (name, value, layer) in enumerate(segments, start=1)],
+    })
+
+
+def test_slicer_seg_nrrd_names_and_geometry(tmp_path, leg_files):
     series = load_dixon(ff=leg_files["ff"])
     labels = leg_volume()["labels"]
     grid = series.grid
-    seg = {
-        "voxels": labels.transpose(2, 1, 0).copy(),  # slicerio uses (i, j, k)
-        "ijkToLPS": grid.ijk_to_lps(),
-        "encoding": "gzip",
-        "segments": [
-            {"id": "Segment_1", "name": "Tibialis anterior", "labelValue": 1, "layer": 0, "color": [1, 0, 0]},
-            {"id": "Segment_2", "name": "soleus", "labelValue": 5, "layer": 0, "color": [0, 0, 1]},
-        ],
-    }
-    slicerio.write_segmentation(str(tmp_path / "m.seg.nrrd"), seg)
+    _write_seg_nrrd(tmp_path / "m.seg.nrrd", labels, grid, [("Tibialis anterior", 1, 0), ("soleus", 5, 0)])
     lm = read_labels(tmp_path / "m.seg.nrrd", grid)
     names = {v: n for v, n in lm.names.items()}
     assert sorted(names.values()) == ["Tibialis anterior", "soleus"]
@@ -175,8 +179,6 @@ def test_slicer_seg_nrrd_names_and_geometry(tmp_path, leg_files):
 def test_slicer_seg_nrrd_with_two_layers_on_a_finer_grid(tmp_path, leg_files):
     """Overlapping segments live in separate layers: merged (later segment wins, with a warning), then resampled
     nearest-neighbour from a 2x finer grid onto the FF grid."""
-    import slicerio
-
     series = load_dixon(ff=leg_files["ff"])
     labels = leg_volume()["labels"]
     ta, sol = labels == 1, labels == 5
@@ -186,16 +188,7 @@ def test_slicer_seg_nrrd_with_two_layers_on_a_finer_grid(tmp_path, leg_files):
     d = np.asarray(AWKWARD["direction"]).reshape(3, 3)
     fine_grid = Grid(tuple(int(n) for n in layers.shape[:0:-1]), (0.45, 0.55, 4.0),
                      tuple(np.asarray(AWKWARD["origin"]) + d @ np.array([-0.225, -0.275, 0.0])), AWKWARD["direction"])
-    seg = {
-        "voxels": layers.transpose(3, 2, 1, 0).copy(),  # slicerio: (i, j, k, layer)
-        "ijkToLPS": fine_grid.ijk_to_lps(),
-        "encoding": "gzip",
-        "segments": [
-            {"id": "Segment_1", "name": "tib ant", "labelValue": 3, "layer": 0, "color": [1, 0, 0]},
-            {"id": "Segment_2", "name": "Soleus", "labelValue": 7, "layer": 1, "color": [0, 0, 1]},
-        ],
-    }
-    slicerio.write_segmentation(str(tmp_path / "layers.seg.nrrd"), seg)
+    _write_seg_nrrd(tmp_path / "layers.seg.nrrd", layers, fine_grid, [("tib ant", 3, 0), ("Soleus", 7, 1)])
     lm = read_labels(tmp_path / "layers.seg.nrrd", series.grid)
     assert lm.names == {1: "tib ant", 2: "Soleus"}
     np.testing.assert_array_equal(lm.labels == 2, sol)  # the later segment wins the shared voxels
