@@ -89,7 +89,7 @@ def run_bench(model=None, n_slices: int = 35, matrix: int = 256, repeats: int = 
         inputs = CaseInputs(ff=str(ff_path), segmentation=str(seg_path))
 
         def end_to_end():
-            write_case(analyse_case(inputs, model, options), tmp / "out", options)
+            write_case(analyse_case(inputs, model, options), tmp / "out", options, overwrite=True)
 
         series = load_dixon(ff=ff_path)
         stacks, _ = model_inputs(series, model)  # exactly what classify_volume feeds the network
@@ -156,7 +156,7 @@ def _stage_times(series, inputs, model, options, out: Path, repeats: int) -> dic
         "heatmap_to_native": project_heatmap,
         "texture_scores": lambda: texture_scores(heatmap, labels.labels, labels.names, series.ff,
                                                  series.grid.spacing, options.params),
-        "write": lambda: write_case(case, out, options),
+        "write": lambda: write_case(case, out, options, overwrite=True),
     }
     return {name: _median_time(fn, repeats) for name, fn in steps.items()}
 

@@ -71,7 +71,18 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                                                 "model under Resources/Models")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the network runs (default: auto = CUDA if available)")
-    p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass (default 16)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="slices per forward pass (default 16)")
+
+
+def add_output_args(p: argparse.ArgumentParser, purpose: str = "", **out_kwargs) -> None:
+    """``--out`` and ``--overwrite`` with the one rule of :mod:`MDTextureLib.outputs` in their help."""
+    from .outputs import OUT_HELP, OVERWRITE_HELP
+
+    out_kwargs.setdefault("metavar", "DIR")
+    help_text = (f"{purpose}; " if purpose else "") + OUT_HELP
+    help_text += f" (default: {out_kwargs['default']})" if out_kwargs.get("default") else ""
+    p.add_argument("--out", help=help_text, **out_kwargs)
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
 
 def _add_score_args(p: argparse.ArgumentParser) -> None:
@@ -109,6 +120,18 @@ def load_model_arg(path: str | None, device: str = "cpu", allow_untrained: bool 
     raise InputError("no model given and none shipped under Resources/Models; pass --model")
 
 
+def model_input_paths(path: str | None) -> list:
+    """The files a model argument reads (its card and weights; the shipped model's when none is given), so that
+    no output folder is ever placed over them."""
+    from .modelfile import default_model_path
+
+    path = path or default_model_path()
+    if not path:
+        return []
+    path = Path(path)
+    return [path] + [path.with_suffix(s) for s in (".json", ".safetensors") if path.suffix in (".json", ".safetensors")]
+
+
 def _case_options(args):
     from .pipeline import CaseOptions
 
@@ -122,8 +145,11 @@ def _print_warnings(warnings: list) -> None:
 
 
 def cmd_classify(args) -> int:
+    from .outputs import check_output_folder
     from .pipeline import CaseInputs, analyse_case, write_case
 
+    reads = [args.ff, args.water, args.fat, args.segmentation, *model_input_paths(args.model)]
+    check_output_folder(args.out, reads, args.overwrite)  # refuse before minutes of work, not after
     model = load_model_arg(args.model)
     options = _case_options(args)
     inputs = CaseInputs(ff=args.ff, water=args.water, fat=args.fat, segmentation=args.segmentation,
@@ -134,7 +160,8 @@ def cmd_classify(args) -> int:
     finally:
         bar.close()
     _print_warnings(case.summary["warnings"])
-    out = write_case(case, args.out, options, title=Path(args.ff or args.water).name)
+    out = write_case(case, args.out, options, title=Path(args.ff or args.water).name, overwrite=args.overwrite,
+                     inputs=reads, command="classify")
     probs = ", ".join(f"{c} {p:.3f}" for c, p in case.summary["probabilities"].items())
     print(f"verdict: {case.summary['verdict']}  ({probs})")
     print(f"wrote {out}/: prediction.json, heatmap.nrrd"
@@ -159,7 +186,7 @@ def find_case_files(folder: Path) -> dict:
 
 
 def cmd_batch(args) -> int:
-    from .outputs import atomic_dir
+    from .outputs import atomic_dir, check_output_folder
     from .pipeline import CaseInputs, analyse_case, write_case
 
     data = Path(args.data)
@@ -170,36 +197,48 @@ def cmd_batch(args) -> int:
     cases = [(p, f) for p, f in cases if f["ff"] or (f["water"] and f["fat"])]
     if not cases:
         raise InputError(f"no subject folders with ff.* or water.*+fat.* images under {data}")
+    # every folder and file read (subject folders may be symbolic links to elsewhere), and the model
+    reads = [data, *subjects, *(v for _, f in cases for v in f.values()), *model_input_paths(args.model)]
+    check_output_folder(args.out, reads, args.overwrite)
     model = load_model_arg(args.model)
     options = _case_options(args)
     from tqdm import tqdm
 
     failures = 0
-    with atomic_dir(args.out) as tmp:
+    with atomic_dir(args.out, "batch", overwrite=args.overwrite, inputs=reads) as tmp:
         rows = []
         for folder, files in tqdm(cases, desc="subjects", file=sys.stderr, disable=args.quiet, delay=1.0):
             row = {"subject": folder.name}
             try:
                 case = analyse_case(CaseInputs(ff_unit=args.ff_unit, **files), model, options)
-                write_case(case, tmp / folder.name, options, title=folder.name)
+                write_case(case, tmp / folder.name, options, title=folder.name, command="batch")
                 row.update(verdict=case.summary["verdict"], n_slices=case.summary["n_slices"],
                            ff_unit=case.summary["ff_unit_detected"], error="")
                 row.update({f"p_{c}": f"{p:.4f}" for c, p in case.summary["probabilities"].items()})
                 for s in case.scores or []:
                     row[f"score_{s.muscle}"] = "" if s.texture_score is None else f"{s.texture_score:.4f}"
-            except InputError as exc:
+            except InterruptedError:
+                raise
+            except Exception as exc:  # any failure is this subject's row; the others go on (Ctrl-C/SIGTERM stop)
                 failures += 1
-                row.update(verdict="", error=str(exc))
-                print(f"mdtexture: error: {folder.name}: {exc}", file=sys.stderr)
+                # name where the subject's folder was to go, not the temporary folder it was being written to
+                row = {"subject": folder.name, "verdict": "", "error": _one_line(exc).replace(str(tmp), args.out)}
+                print(f"mdtexture: error: {folder.name}: {row['error']}", file=sys.stderr)
             rows.append(row)
         columns = ["subject", "verdict"] + [f"p_{c}" for c in CLASSES] + ["n_slices", "ff_unit"]
         columns += sorted({k for r in rows for k in r if k.startswith("score_")}, key=_score_col_order) + ["error"]
-        with open(tmp / "summary.csv", "w", newline="") as fh:
+        with open(tmp / "summary.csv", "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=columns, restval="")
             writer.writeheader()
             writer.writerows(rows)
     print(f"classified {len(cases) - failures}/{len(cases)} subjects; wrote {args.out}/summary.csv")
     return 1 if failures else 0
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error as one CSV-safe line: the user's message as is, anything unexpected with its type."""
+    text = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())
 
 
 def _score_col_order(col: str):
@@ -210,16 +249,18 @@ def _score_col_order(col: str):
 
 
 def cmd_demo(args) -> int:
-    from .outputs import atomic_dir
+    from .outputs import atomic_dir, check_output_folder
     from .phantom import make_scan, write_scan
     from .pipeline import CaseInputs, analyse_case, write_case
 
     out = Path(args.out)
+    reads = model_input_paths(args.model)
+    check_output_folder(out, reads, args.overwrite)
     model = load_model_arg(args.model, allow_untrained=True)
     options = _case_options(args)
     t0 = time.perf_counter()
     scan = make_scan(args.phantom_class, seed=args.seed)  # slices, matrix and pixel size drawn like a scanner
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "demo", overwrite=args.overwrite, inputs=reads) as tmp:
         write_scan(scan, tmp / "input")
         bar = _Progress("classifying", args.quiet)
         try:
@@ -228,7 +269,7 @@ def cmd_demo(args) -> int:
                                 progress=bar)
         finally:
             bar.close()
-        write_case(case, tmp / "result", options, title=f"phantom {args.phantom_class} (synthetic)")
+        write_case(case, tmp / "result", options, title=f"phantom {args.phantom_class} (synthetic)", command="demo")
     _print_warnings(case.summary["warnings"])
     probs = ", ".join(f"{c} {p:.3f}" for c, p in case.summary["probabilities"].items())
     print(f"phantom class (truth): {args.phantom_class}; model {model.name}")
@@ -258,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fat", metavar="F", help="fat image")
     p.add_argument("--segmentation", metavar="SEG", help="muscle labelmap or Slicer .seg.nrrd (TA=1 … MG=7, or "
                                                          "segments named after the muscles)")
-    p.add_argument("--out", metavar="DIR", required=True, help="output folder (replaced as a whole)")
+    add_output_args(p, required=True)
     _add_input_args(p)
     _add_model_args(p)
     _add_score_args(p)
@@ -267,10 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("batch", help="classify every subject folder under --data; one summary CSV",
                        description="Each subfolder of --data holding ff.* (or water.* and fat.*) and optionally "
                                    "muscles.seg.nrrd / muscles.* is classified into --out/<subject>/; "
-                                   "--out/summary.csv has one row per subject. Failed subjects are listed with "
-                                   "their error and make the exit status 1.")
-    p.add_argument("--data", required=True, metavar="DIR")
-    p.add_argument("--out", required=True, metavar="DIR")
+                                   "--out/summary.csv has one row per subject. A subject that fails for any "
+                                   "reason is a row with its error (the others are still written) and makes the "
+                                   "exit status 1.")
+    p.add_argument("--data", required=True, metavar="DIR", help="folder of subject folders (never written to)")
+    add_output_args(p, required=True)
     _add_input_args(p)
     _add_model_args(p)
     _add_score_args(p)
@@ -280,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generates one synthetic lower-leg Dixon scan (phantom) with muscle labels, "
                                    "classifies it with the shipped model (or an untrained one if none is shipped) "
                                    "and writes everything under --out.")
-    p.add_argument("--out", default="demo_output", metavar="DIR", help="default: demo_output")
+    add_output_args(p, default="demo_output")
     p.add_argument("--phantom-class", choices=CLASSES, default="DMD")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--quiet", action="store_true")
@@ -309,14 +351,20 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .outputs import Terminated, signals_raise
+
     try:
-        return int(args.func(args) or 0)
+        with signals_raise():  # SIGTERM/SIGHUP clean up like Ctrl-C: no temporary folder is left behind
+            return int(args.func(args) or 0)
     except InputError as exc:
         print(f"mdtexture: error: {exc}", file=sys.stderr)
         return 2
     except InterruptedError as exc:
         print(f"mdtexture: {exc}", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(f"mdtexture: stopped by {exc}; nothing half-written was left", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("mdtexture: interrupted", file=sys.stderr)
         return 130

@@ -10,10 +10,11 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .errors import InputError
 from .inference import VolumeResult, classify_volume
 from .io import DixonSeries, LabelMap, load_dixon, read_labels, write_image
 from .modelfile import Model
-from .outputs import atomic_dir
+from .outputs import atomic_dir, describe_os_error
 from .scores import ScoreParameters, scores_as_dicts, texture_scores, write_scores_csv
 
 
@@ -67,18 +68,25 @@ def analyse_case(inputs: CaseInputs, model: Model, options: CaseOptions = CaseOp
 
 
 def write_case(case: CaseResult, out: str | os.PathLike, options: CaseOptions = CaseOptions(),
-               title: str = "") -> Path:
-    """Write the case's outputs into ``out`` all-or-nothing; returns ``out``."""
+               title: str = "", overwrite: bool = False, inputs=(), command: str = "classify") -> Path:
+    """Write the case's outputs into ``out`` all-or-nothing; returns ``out``.
+
+    ``out`` follows :mod:`MDTextureLib.outputs`' rule: never one of ``inputs`` (every path the case was read
+    from) or a folder around them, and an earlier MDTexture output is replaced only with ``overwrite``.
+    """
     out = Path(out)
-    with atomic_dir(out) as tmp:
-        write_image(case.result.heatmap, case.series.grid, tmp / "heatmap.nrrd", compress=options.compress)
-        if case.scores is not None:
-            write_scores_csv(case.scores, tmp / "texture_scores.csv", options.params)
-        if options.report:
-            from .report import write_report
-            write_report(tmp / "report.png", case.series.ff, case.result.heatmap, case.summary,
-                         case.series.grid.spacing, case.scores, title=title,
-                         labels=case.labels.labels if case.labels else None,
-                         label_names=case.labels.names if case.labels else None)
-        (tmp / "prediction.json").write_text(json.dumps(case.summary, indent=2) + "\n")
+    with atomic_dir(out, command, overwrite=overwrite, inputs=inputs) as tmp:
+        try:
+            write_image(case.result.heatmap, case.series.grid, tmp / "heatmap.nrrd", compress=options.compress)
+            if case.scores is not None:
+                write_scores_csv(case.scores, tmp / "texture_scores.csv", options.params)
+            if options.report:
+                from .report import write_report
+                write_report(tmp / "report.png", case.series.ff, case.result.heatmap, case.summary,
+                             case.series.grid.spacing, case.scores, title=title,
+                             labels=case.labels.labels if case.labels else None,
+                             label_names=case.labels.names if case.labels else None)
+            (tmp / "prediction.json").write_text(json.dumps(case.summary, indent=2) + "\n")
+        except OSError as exc:  # a full disk, a quota, a file system gone read-only: one line, nothing left behind
+            raise InputError(f"cannot write output folder {out}: {describe_os_error(exc)}") from None
     return out

@@ -31,8 +31,8 @@ def test_classify_writes_everything_on_the_ff_grid(tmp_path, leg_files, model_fi
     code, stdout, _ = run(["classify", "--ff", leg_files["ff"], "--segmentation", leg_files["muscles"],
                            "--model", model_files, "--out", out], capsys)
     assert code == 0 and "verdict:" in stdout
-    assert sorted(p.name for p in out.iterdir()) == ["heatmap.nrrd", "prediction.json", "report.png",
-                                                     "texture_scores.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".mdtexture-output.json", "heatmap.nrrd", "prediction.json",
+                                                     "report.png", "texture_scores.csv"]
     ff, heat = sitk.ReadImage(str(leg_files["ff"])), sitk.ReadImage(str(out / "heatmap.nrrd"))
     assert heat.GetSize() == ff.GetSize()
     assert heat.GetSpacing() == ff.GetSpacing()
@@ -138,17 +138,6 @@ def test_unwritable_output_folder(tmp_path, leg_files, model_files, capsys):
     code, _, err = run(["classify", "--ff", leg_files["ff"], "--model", model_files,
                         "--out", tmp_path / "a_file" / "result"], capsys)
     assert_one_line_error(code, err, "cannot write output folder")
-
-
-def test_existing_output_is_replaced_only_on_success(tmp_path, leg_files, model_files, capsys):
-    out = tmp_path / "r"
-    out.mkdir()
-    (out / "old.txt").write_text("previous run")
-    code, _, _ = run(["classify", "--ff", tmp_path / "missing.nrrd", "--model", model_files, "--out", out], capsys)
-    assert code == 2 and (out / "old.txt").exists()
-    code, _, _ = run(["classify", "--ff", leg_files["ff"], "--model", model_files, "--out", out, "--no-report"],
-                     capsys)
-    assert code == 0 and not (out / "old.txt").exists() and (out / "heatmap.nrrd").exists()
 
 
 def test_batch_summary_with_a_failing_subject(tmp_path, model_files, capsys):

@@ -45,6 +45,7 @@ Results on phantom data are synthetic, not clinical.
 
 
 def register(subparsers) -> None:
+    from ..cli import add_output_args
     from .settings import EXPERIMENTS, Settings
 
     d = Settings()
@@ -54,7 +55,7 @@ def register(subparsers) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiment", choices=EXPERIMENTS + ("all",), help="which experiment (or all)")
     p.add_argument("--data", required=True, metavar="COHORT", help="cohort folder (with cohort.csv) or the CSV")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (replaced as a whole)")
+    add_output_args(p, required=True)
     p.add_argument("--models", metavar="DIR", help="folder of trained fold models VARIANT_foldK.json (from "
                                                    "`mdtexture crossval --keep-models` or an earlier evaluate run's "
                                                    "OUT/models); missing ones are trained. crossval*.json reports in it "
@@ -114,7 +115,8 @@ def handler(args) -> int:
     settings = settings_from_args(args)
     experiments = EXPERIMENTS if args.experiment == "all" else (args.experiment,)
     t0 = time.perf_counter()
-    with atomic_dir(args.out) as tmp:
+    with atomic_dir(args.out, "evaluate", overwrite=args.overwrite,
+                    inputs=[args.data, args.models, args.imagenet]) as tmp:
         ctx = Context(args.data, settings, models_dir=args.models, store_dir=tmp / "models")
         timings = run(ctx, experiments, tmp, subfolders=args.experiment == "all")
     wall = time.perf_counter() - t0

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ..constants import CLASSES
-from ..cli import positive_int
+from ..cli import add_output_args, positive_int
 from ..errors import InputError
 
 
@@ -21,7 +21,7 @@ def register(subparsers) -> None:
         "phantom", help="generate a synthetic lower-leg Dixon cohort (DMD / CMD / normal) with ground truth",
         description="Writes OUT/cohort.csv and one folder per scan (water, fat, ff, muscles labelmap, "
                     "muscles.seg.nrrd, involvement mask, truth.json). Same seed, same bytes.")
-    p.add_argument("--out", required=True, help="output folder (must not exist or be empty, unless --overwrite)")
+    add_output_args(p, required=True)
     p.add_argument("--subjects", type=positive_int, required=True, help="number of subjects (classes balanced)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--scans-per-subject", type=positive_int, default=None,
@@ -32,7 +32,6 @@ def register(subparsers) -> None:
     p.add_argument("--pixel-mm", type=float, default=None, help="fix the in-plane pixel size (default 0.7-1.5 mm)")
     p.add_argument("--workers", type=positive_int, default=None, help="processes (default: CPU cores)")
     p.add_argument("--preview", default=None, metavar="PNG", help="also write a sheet of one mid-calf slice per class")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_phantom)
 

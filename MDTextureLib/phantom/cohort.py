@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -70,26 +69,22 @@ def write_cohort(out_dir, subjects: int, seed: int, scans_per_subject=None, clas
     """Generate a cohort into ``out_dir`` atomically and return its records (``MDTextureLib.cohort.read_cohort``).
 
     The cohort is written into a hidden sibling folder and renamed into place only when complete, so a failure
-    leaves nothing half-written. An existing non-empty ``out_dir`` is an error unless ``overwrite``.
+    leaves nothing half-written. An existing non-empty ``out_dir`` is an error unless it is an earlier MDTexture
+    output and ``overwrite`` is given (:mod:`MDTextureLib.outputs`).
     """
     from ..cohort import read_cohort
+    from ..outputs import atomic_dir, check_output_folder
 
     out = Path(out_dir).absolute()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise InputError(f"{out_dir} already exists and is not empty; choose a new folder or pass --overwrite")
+    check_output_folder(out, overwrite=overwrite)  # before the work: an earlier cohort with --overwrite, or nothing
     plan = plan_cohort(subjects, seed, scans_per_subject, classes)
     overrides = {"n_slices": n_slices, "matrix": matrix, "pixel_mm": pixel_mm}
     # fail early (in this process, with a clear message) if the fixed grid cannot hold the subjects' legs
     for sid, cls, _, index in plan[: min(len(plan), 3)]:
         draw_acquisition(np.random.default_rng([seed, index, 1]),
                          draw_subject(np.random.default_rng([seed, index, 0]), cls), **overrides)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    jobs = [(sid, cls, k, idx, int(seed), str(tmp), overrides) for sid, cls, k, idx in plan]
-    try:
+    with atomic_dir(out, "phantom", overwrite=overwrite) as tmp:
+        jobs = [(sid, cls, k, idx, int(seed), str(tmp), overrides) for sid, cls, k, idx in plan]
         rows = _run(jobs, workers, progress)
         with open(tmp / "cohort.csv", "w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, lineterminator="\n")
@@ -98,16 +93,6 @@ def write_cohort(out_dir, subjects: int, seed: int, scans_per_subject=None, clas
         params = {"generator": "MDTexture phantom", "seed": int(seed), "subjects": int(subjects),
                   "scans_per_subject": scans_per_subject, "classes": list(classes), "scans": len(rows), **overrides}
         (tmp / "cohort.json").write_text(json.dumps(params, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return read_cohort(out)
 
 

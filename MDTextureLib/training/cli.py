@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli import positive_int
+from ..cli import add_output_args, positive_int
 from ..errors import InputError
 from ..constants import VARIANTS
 
@@ -223,7 +223,8 @@ def cmd_crossval(args) -> int:
     check_folds(items, folds)
     dataset = _build_dataset(items, configs[0], args.quiet)
     t0 = time.perf_counter()
-    with atomic_dir(args.out) as tmp:
+    with atomic_dir(args.out, "crossval", overwrite=args.overwrite,
+                    inputs=[args.data, args.imagenet]) as tmp:
         results = cross_validate(items, folds, configs, dataset=dataset, device=device, progress=not args.quiet,
                                  models_dir=(tmp / "models") if args.keep_models else None,
                                  log=lambda s: print(s, file=sys.stderr))
@@ -272,11 +273,13 @@ def _record_crossval(card_path: Path, results: dict, meta: dict) -> None:
 
 
 def cmd_evaluate_model(args) -> int:
-    from ..cli import load_model_arg
+    from ..cli import load_model_arg, model_input_paths
     from ..inference import pick_device
-    from ..outputs import atomic_dir
+    from ..outputs import atomic_dir, check_output_folder
     from .evaluate import evaluate_items, markdown_confusion, per_class_accuracy
 
+    if args.out:
+        check_output_folder(args.out, [args.data, *model_input_paths(args.model)], args.overwrite)
     model = load_model_arg(args.model)
     device = pick_device(args.device)
     records, items = _load_items(args.data)
@@ -298,7 +301,8 @@ def cmd_evaluate_model(args) -> int:
           f"({ev.n_scans} scans), slice accuracy {ev.slice_accuracy:.3f} ({ev.n_slices} slices)")
     print(markdown_confusion(ev.confusion))
     if args.out:
-        with atomic_dir(args.out) as tmp:
+        with atomic_dir(args.out, "evaluate-model", overwrite=args.overwrite,
+                        inputs=[args.data, *model_input_paths(args.model)]) as tmp:
             (tmp / "evaluation.json").write_text(json.dumps({**metrics, "model": model.name,
                                                              "sha256": model.sha256,
                                                              "scans": ev.rows}, indent=2) + "\n")
@@ -351,7 +355,7 @@ def register(subparsers) -> None:
     p.add_argument("--fold-seed", type=int, default=0, help="seed of the subject split (default 0)")
     p.add_argument("--variant", nargs="+", default=["icam28"], metavar="V",
                    help=f"one or more of {', '.join(VARIANTS)} (default icam28)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (replaced as a whole)")
+    add_output_args(p, required=True)
     p.add_argument("--keep-models", action="store_true", help="also write each fold's model under OUT/models/")
     p.add_argument("--data-note", metavar="TEXT", help="how the data were made, recorded in the report")
     p.add_argument("--record-in-card", nargs="+", metavar="CARD",
@@ -365,9 +369,9 @@ def register(subparsers) -> None:
                     "(volume verdict) and slice-level accuracy with the confusion matrix.")
     p.add_argument("--data", required=True, metavar="COHORT", help=DATA_HELP)
     p.add_argument("--model", metavar="M", help="model card or weights (default: the shipped model)")
-    p.add_argument("--out", metavar="DIR", help="also write DIR/evaluation.json and evaluation.md")
+    add_output_args(p, purpose="also write DIR/evaluation.json and evaluation.md")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass (default 16)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="slices per forward pass (default 16)")
     p.add_argument("--data-note", metavar="TEXT", help="how the data were made, recorded with the figures")
     p.add_argument("--record-in-card", action="store_true",
                    help="add the figures to the model card's metrics.held_out (weights and sha256 unchanged)")
