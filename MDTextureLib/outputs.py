@@ -218,7 +218,7 @@ def _write_manifest(folder: Path, command: str) -> None:
 
 def _move_into_place(tmp: Path, out: Path, what: str) -> None:
     """Replace ``out`` (absent, empty or an earlier output) by ``tmp``; the earlier output comes back on failure."""
-    parent = _real(out).parent
+    parent = out.parent
     old = None
     try:
         if out.exists():
@@ -244,13 +244,14 @@ def atomic_dir(out: str | os.PathLike, command: str, overwrite: bool = False, in
     """
     out = Path(out)
     check_output_folder(out, inputs, overwrite, what)
-    tmp = temp_sibling(out, what)
+    target = _real(out)  # a symbolic link to a folder: write where it points, and keep the link
+    tmp = temp_sibling(target, what)
     try:
         yield tmp
         _write_manifest(tmp, command)
         with _signals_deferred():
             check_output_folder(out, inputs, overwrite, what)  # nothing appeared there while we worked
-            _move_into_place(tmp, out, what)
+            _move_into_place(tmp, target, what)
     except BaseException:
         with _signals_deferred(reraise=False):
             shutil.rmtree(tmp, ignore_errors=True)

@@ -192,6 +192,31 @@ def test_empty_folder_is_used_and_permissions_follow_the_umask(tmp_path, leg_fil
     assert stat.S_IMODE((tmp_path / "res" / "s0").stat().st_mode) == 0o750
 
 
+def test_every_command_that_writes_a_folder_follows_the_same_rule(tmp_path, model_files, capsys):
+    data = tmp_path / "cohort"
+    data.mkdir()
+    (data / "cohort.csv").write_text("subject,scan,class,folder\n")
+    before = snapshot(data)
+    for argv, message in (
+            (["evaluate", "table1", "--data", data, "--out", data / "eval", "--quick"], "lies inside the input"),
+            (["crossval", "--data", data, "--out", data, "--overwrite"], "is the input"),
+            (["evaluate-model", "--data", data, "--model", model_files, "--out", model_files.parent],
+             "contains the input"),
+            (["phantom", "--out", data, "--subjects", "1", "--overwrite"], "not an MDTexture output")):
+        code, _, err = run(argv, capsys)
+        assert message in one_error_line(code, err), argv
+        assert snapshot(data) == before and model_files.exists()
+
+
+def test_a_symbolic_link_to_a_folder_is_written_through(tmp_path, leg_files, model_files, capsys):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    code, _, _ = run(["classify", "--ff", leg_files["ff"], "--model", model_files, "--out", tmp_path / "link",
+                      "--no-report"], capsys)
+    assert code == 0 and (tmp_path / "link").is_symlink()
+    assert json.loads((tmp_path / "elsewhere" / "prediction.json").read_text())["n_slices"] == 6
+
+
 def test_a_path_that_is_a_file_is_refused(tmp_path, leg_files, model_files, capsys):
     (tmp_path / "a_file").write_text("x")
     code, _, err = run(["classify", "--ff", leg_files["ff"], "--model", model_files, "--out", tmp_path / "a_file"],

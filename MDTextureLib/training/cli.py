@@ -204,9 +204,10 @@ def cmd_crossval(args) -> int:
 
     from ..cohort import subject_folds
     from ..inference import pick_device
-    from ..outputs import atomic_dir
+    from ..outputs import atomic_dir, check_output_folder
     from .crossval import check_folds, cross_validate, write_report
 
+    check_output_folder(args.out, [args.data, args.imagenet], args.overwrite)  # before reading the cohort
     variants = _parse_variants(args.variant)
     configs = [_config(args, v) for v in variants]
     if args.threads:
