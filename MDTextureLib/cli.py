@@ -71,7 +71,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                                                 "model under Resources/Models")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the network runs (default: auto = CUDA if available)")
-    p.add_argument("--batch-size", type=positive_int, default=16, help="slices per forward pass (default 16)")
+    p.add_argument("--batch-size", type=positive_int, default=16, metavar="N",
+                   help="slices per forward pass (default 16)")
 
 
 def add_output_args(p: argparse.ArgumentParser, purpose: str = "", **out_kwargs) -> None:
@@ -311,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "--out/summary.csv has one row per subject. A subject that fails for any "
                                    "reason is a row with its error (the others are still written) and makes the "
                                    "exit status 1.")
-    p.add_argument("--data", required=True, metavar="DIR", help="folder of subject folders (never written to)")
+    p.add_argument("--data", required=True, metavar="DIR", help="folder of subject folders (only read; --out must lie outside it)")
     add_output_args(p, required=True)
     _add_input_args(p)
     _add_model_args(p)

@@ -305,6 +305,27 @@ def test_batch_turns_any_failure_into_a_row_and_keeps_the_others(tmp_path, model
     assert sorted(p.name for p in (tmp_path / "res").iterdir()) == [outputs.MANIFEST, "s0", "summary.csv"]
 
 
+def test_batch_stops_whole_on_a_signal(tmp_path, model_files, capsys, monkeypatch):
+    """SIGTERM is not one subject's failure: the batch stops, and leaves no folder and no temporary folder."""
+    data = tmp_path / "cohort"
+    for i in range(3):
+        make_subject(data / f"s{i}", seed=i)
+    import MDTextureLib.pipeline as pipeline
+    real_analyse, seen = pipeline.analyse_case, []
+
+    def analyse(inputs, *args, **kwargs):
+        seen.append(Path(inputs.ff).parent.name)
+        if len(seen) == 2:
+            raise outputs.Terminated(signal.SIGTERM)
+        return real_analyse(inputs, *args, **kwargs)
+    monkeypatch.setattr(pipeline, "analyse_case", analyse)
+    code, _, err = run(["batch", "--data", data, "--out", tmp_path / "res", "--model", model_files, "--no-report",
+                        "--quiet"], capsys)
+    assert code == 128 + signal.SIGTERM and "stopped by SIGTERM" in err
+    assert seen == ["s0", "s1"] and not (tmp_path / "res").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 def test_batch_with_every_subject_failing_still_writes_its_summary(tmp_path, model_files, capsys):
     data = tmp_path / "cohort"
     for i in range(2):
@@ -379,3 +400,46 @@ def test_a_signal_while_writing_leaves_nothing_behind(tmp_path, leg_files, model
         for _, proc in procs.values():
             if proc.poll() is None:
                 proc.kill()
+
+
+# ---- the commit itself ------------------------------------------------------------------------------------------
+
+def test_a_failed_move_puts_the_earlier_output_back(tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    with outputs.atomic_dir(out, "test") as tmp:
+        (tmp / "a.txt").write_text("first")
+    real_replace, moves = os.replace, []
+
+    def replace(src, dst):
+        moves.append(Path(dst))
+        if Path(dst) == out and len(moves) == 2:  # the new folder cannot be moved in (the earlier one is aside)
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_replace(src, dst)
+    with monkeypatch.context() as m:
+        m.setattr(outputs.os, "replace", replace)
+        with pytest.raises(InputError, match=r"cannot write output folder .*: invalid cross-device link$"):
+            with outputs.atomic_dir(out, "test", overwrite=True) as tmp:
+                (tmp / "a.txt").write_text("second")
+    assert moves[0].name == "previous" and moves[1] == moves[2] == out  # aside, in (fails), back
+    assert (out / "a.txt").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
+
+
+def test_a_signal_during_the_move_waits_until_the_output_is_whole(tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    with outputs.atomic_dir(out, "test") as tmp:
+        (tmp / "a.txt").write_text("first")
+    real_move = outputs._move_into_place
+
+    def move_and_get_stopped(*args):
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered now, handled only after the move
+        real_move(*args)
+    monkeypatch.setattr(outputs, "_move_into_place", move_and_get_stopped)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # else signals_raise would leave SIGTERM alone
+    with pytest.raises(outputs.Terminated):
+        with outputs.signals_raise():
+            with outputs.atomic_dir(out, "test", overwrite=True) as tmp:
+                (tmp / "a.txt").write_text("second")
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
+    assert (out / "a.txt").read_text() == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
