@@ -312,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "--out/summary.csv has one row per subject. A subject that fails for any "
                                    "reason is a row with its error (the others are still written) and makes the "
                                    "exit status 1.")
-    p.add_argument("--data", required=True, metavar="DIR", help="folder of subject folders (only read; --out must lie outside it)")
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="folder of subject folders (only read; --out must lie outside it)")
     add_output_args(p, required=True)
     _add_input_args(p)
     _add_model_args(p)

@@ -31,7 +31,8 @@ from .errors import InputError
 MANIFEST = ".mdtexture-output.json"
 
 #: The ``--out`` / ``--overwrite`` help texts every command shares.
-OUT_HELP = "output folder: must not exist or be empty, unless it is an earlier MDTexture output and --overwrite is given"
+OUT_HELP = ("output folder: must not exist or be empty, unless it is an earlier MDTexture output and --overwrite "
+            "is given")
 OVERWRITE_HELP = ("replace --out if it is an earlier MDTexture output (nothing else is ever replaced: not a folder "
                   "MDTexture did not write, not one holding files added since, not one holding an input)")
 
@@ -52,7 +53,6 @@ _deferred: list | None = None
 
 def _raise_on_signal(owner_pid: int, previous: dict):
     def handler(signum, frame):
-        global _deferred
         if os.getpid() != owner_pid:  # a forked worker inherited this handler: behave as it would without it
             signal.signal(signum, previous[signum])
             if callable(previous[signum]):
@@ -97,7 +97,9 @@ def _signals_deferred(reraise: bool = True):
         yield
     finally:
         pending, _deferred = _deferred, outer
-        if reraise and pending and outer is None:
+        if outer is not None:  # nested: the outer block decides
+            outer.extend(pending)
+        elif reraise and pending:
             raise KeyboardInterrupt() if pending[0] == signal.SIGINT else Terminated(pending[0])
 
 
@@ -218,20 +220,26 @@ def _write_manifest(folder: Path, command: str) -> None:
 
 def _move_into_place(tmp: Path, out: Path, what: str) -> None:
     """Replace ``out`` (absent, empty or an earlier output) by ``tmp``; the earlier output comes back on failure."""
-    parent = out.parent
     old = None
     try:
         if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, old / "previous")
         os.replace(tmp, out)
     except OSError as exc:
-        if old is not None and (old / "previous").exists() and not out.exists():
-            os.replace(old / "previous", out)
-        raise InputError(f"cannot write {what} {out}: {describe_os_error(exc)}") from None
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        reason = describe_os_error(exc)
+        if old is not None and (old / "previous").exists():
+            try:
+                os.replace(old / "previous", out)
+                old.rmdir()
+            except OSError:
+                raise InputError(f"cannot write {what} {out}: {reason}; the earlier output is kept in "
+                                 f"{old / 'previous'}") from None
+        elif old is not None:
+            old.rmdir()
+        raise InputError(f"cannot write {what} {out}: {reason}") from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
