@@ -196,6 +196,22 @@ def check_output_folder(out: str | os.PathLike, inputs=(), overwrite: bool = Fal
                          f"({shown}); move them away or choose a new folder")
 
 
+def check_output_files(paths, overwrite: bool = False, ours: bool = False, what: str = "output") -> None:
+    """The same rule for a command that writes named files beside others (``train``'s MODEL.*): existing ones are
+    replaced only when ``ours`` (the caller recognised them as an earlier MDTexture output) and ``overwrite``."""
+    existing = [Path(p) for p in paths if Path(p).exists() or Path(p).is_symlink()]
+    if not existing:
+        return
+    names = ", ".join(p.name for p in existing)
+    where = existing[0].parent
+    if not ours:
+        raise InputError(f"{what} {names} in {where} exists already and was not written by MDTexture; "
+                         "choose another name")
+    if not overwrite:
+        raise InputError(f"{what} {names} in {where} exists already (an earlier MDTexture output); pass "
+                         "--overwrite to replace it, or choose another name")
+
+
 def temp_sibling(path: str | os.PathLike, what: str = "output folder") -> Path:
     """A new hidden temporary folder beside ``path`` (same file system, so ``os.replace`` from it is atomic),
     with the permissions the umask gives a new folder."""

@@ -443,3 +443,17 @@ def test_a_signal_during_the_move_waits_until_the_output_is_whole(tmp_path, monk
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
     assert (out / "a.txt").read_text() == "second"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
+
+
+def test_train_replaces_model_files_only_when_they_are_an_earlier_model(tmp_path, model_files, capsys):
+    (tmp_path / "mine.json").write_text('{"my": "settings"}')
+    for extra, message in (([], "not written by MDTexture"), (["--overwrite"], "not written by MDTexture")):
+        code, _, err = run(["train", "--data", tmp_path / "nowhere", "--out", tmp_path / "mine", *extra], capsys)
+        assert message in one_error_line(code, err)
+    assert (tmp_path / "mine.json").read_text() == '{"my": "settings"}'
+    code, _, err = run(["train", "--data", tmp_path / "nowhere", "--out", model_files.with_suffix("")], capsys)
+    assert "earlier MDTexture output); pass --overwrite" in one_error_line(code, err)
+    # with --overwrite the check passes and the command goes on (here to the missing cohort)
+    code, _, err = run(["train", "--data", tmp_path / "nowhere", "--out", model_files.with_suffix(""),
+                        "--overwrite"], capsys)
+    assert "nowhere" in one_error_line(code, err)

@@ -155,6 +155,7 @@ def cmd_train(args) -> int:
         out = out.with_suffix("")
     if out.is_dir():
         raise InputError(f"--out {out} is a folder; give the model's path stem, e.g. {out / args.variant}")
+    _check_model_out(out, args.overwrite)
     ctx = context_from_env(args.device)
     try:
         device = ctx.device if ctx is not None else pick_device(args.device)
@@ -187,6 +188,20 @@ def cmd_train(args) -> int:
     finally:
         shutdown(ctx)
     return 0
+
+
+def _check_model_out(stem: Path, overwrite: bool) -> None:
+    """MODEL.* files are replaced only when MODEL.json is an MDTexture model card and --overwrite is given."""
+    from ..outputs import check_output_files
+
+    card = stem.with_suffix(".json")
+    try:
+        ours = {"variant", "sha256", "weights_file"} <= set(json.loads(card.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        ours = False
+    files = [stem.with_suffix(".safetensors"), card] + [stem.parent / f"{stem.name}.training.{ext}"
+                                                        for ext in ("json", "png")]
+    check_output_files(files, overwrite, ours, what="model")
 
 
 def _parse_variants(values: list) -> list:
@@ -336,7 +351,10 @@ def register(subparsers) -> None:
                     "DistributedDataParallel: torchrun --nproc-per-node N -m MDTextureLib.cli train ...")
     p.add_argument("--data", required=True, metavar="COHORT", help=DATA_HELP)
     p.add_argument("--variant", default="icam28", choices=tuple(VARIANTS), help="network variant (default icam28)")
-    p.add_argument("--out", required=True, metavar="MODEL", help="path stem of the model, e.g. models/icam28")
+    p.add_argument("--out", required=True, metavar="MODEL", help="path stem of the model, e.g. models/icam28; "
+                                                                 "MODEL.* must not exist, unless they are an "
+                                                                 "earlier MDTexture model and --overwrite is given")
+    p.add_argument("--overwrite", action="store_true", help="replace MODEL.* if MODEL.json is an MDTexture model card")
     p.add_argument("--name", help="model name in the card (default: the variant)")
     p.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")
     p.add_argument("--data-note", metavar="TEXT", help="how the data were made, recorded in the card "
