@@ -202,7 +202,8 @@ def test_every_command_that_writes_a_folder_follows_the_same_rule(tmp_path, mode
             (["crossval", "--data", data, "--out", data, "--overwrite"], "is the input"),
             (["evaluate-model", "--data", data, "--model", model_files, "--out", model_files.parent],
              "contains the input"),
-            (["phantom", "--out", data, "--subjects", "1", "--overwrite"], "not an MDTexture output")):
+            (["phantom", "--out", data, "--subjects", "1", "--overwrite"], "not an MDTexture output"),
+            (["cohort-stats", "--data", data, "--out", data / "stats"], "lies inside the input")):
         code, _, err = run(argv, capsys)
         assert message in one_error_line(code, err), argv
         assert snapshot(data) == before and model_files.exists()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ def register(subparsers) -> None:
         description="Reads a cohort folder, prints the distribution of whole-muscle mean FF per class and the "
                     "accuracy of a mean-FF k-nearest-neighbour classifier with subject-level 4-fold cross-validation.")
     s.add_argument("--data", required=True, help="cohort folder (with cohort.csv)")
-    s.add_argument("--out", default=None, help="write cohort_stats.json and cohort_stats.md here")
+    add_output_args(s, purpose="write cohort_stats.json and cohort_stats.md here")
     s.add_argument("--k", type=positive_int, default=5, help="neighbours (default 5)")
     s.add_argument("--folds", type=positive_int, default=4, help="cross-validation folds (default 4)")
     s.add_argument("--seed", type=int, default=0, help="fold shuffling seed (default 0)")
@@ -96,22 +95,21 @@ def write_preview_from_cohort(records, png_path):
 
 def run_stats(args) -> int:
     from ..cohort import read_cohort
+    from ..outputs import check_output_folder
     from .stats import cohort_stats, format_report
 
+    if args.out:
+        check_output_folder(args.out, [args.data], args.overwrite)
     records = read_cohort(args.data)
     stats = cohort_stats(records, n_folds=args.folds, seed=args.seed, k=args.k, progress=sys.stderr.isatty())
     report = format_report(stats)
     print(report)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / ".cohort_stats.partial"
-        tmp.mkdir(exist_ok=True)
-        (tmp / "cohort_stats.json").write_text(json.dumps(stats, indent=1) + "\n", encoding="utf-8")
-        (tmp / "cohort_stats.md").write_text(report, encoding="utf-8")
-        for name in ("cohort_stats.json", "cohort_stats.md"):
-            os.replace(tmp / name, out / name)
-        shutil.rmtree(tmp, ignore_errors=True)
+        from ..outputs import atomic_dir
+
+        with atomic_dir(args.out, "cohort-stats", overwrite=args.overwrite, inputs=[args.data]) as tmp:
+            (tmp / "cohort_stats.json").write_text(json.dumps(stats, indent=1) + "\n", encoding="utf-8")
+            (tmp / "cohort_stats.md").write_text(report, encoding="utf-8")
     return 0
 
 
