@@ -157,6 +157,10 @@ def _tree(folder: Path) -> list:
     return found
 
 
+def _count(names: list) -> str:
+    return f"{len(names)} entr{'y' if len(names) == 1 else 'ies'}"
+
+
 def read_manifest(folder: str | os.PathLike) -> dict | None:
     """The manifest of an earlier MDTexture output in ``folder``, or None."""
     try:
@@ -184,7 +188,7 @@ def check_output_folder(out: str | os.PathLike, inputs=(), overwrite: bool = Fal
     manifest = read_manifest(out)
     if manifest is None:
         shown = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
-        raise InputError(f"{what} {out} exists and is not empty ({len(names)} entries: {shown}) and is not an "
+        raise InputError(f"{what} {out} exists and is not empty ({_count(names)}: {shown}) and is not an "
                          "MDTexture output; choose a new or empty folder")
     earlier = f"an earlier MDTexture output ({manifest.get('command', '?')}, {manifest.get('time_utc', '?')})"
     if not overwrite:
@@ -192,7 +196,7 @@ def check_output_folder(out: str | os.PathLike, inputs=(), overwrite: bool = Fal
     added = sorted(set(_tree(out)) - set(manifest.get("files", [])) - {MANIFEST})
     if added:
         shown = ", ".join(added[:3]) + (", …" if len(added) > 3 else "")
-        raise InputError(f"{what} {out} holds {earlier} but also {len(added)} entries MDTexture did not write "
+        raise InputError(f"{what} {out} holds {earlier} but also {_count(added)} MDTexture did not write "
                          f"({shown}); move them away or choose a new folder")
 
 
