@@ -1,0 +1,352 @@
+"""DICOM series and studies: find the series, tell water / fat / FF apart by their tags, read one honestly.
+
+SimpleITK's series reader groups files by SeriesInstanceUID only and spreads whatever it finds over an even grid: a
+missing slice stretches the slice spacing, and water and fat stored under one UID are interleaved into one volume.
+Here headers are read with pydicom, files are grouped by UID *and* by the tags that tell image types apart, each
+group's slice positions are checked (missing, duplicate, uneven, sheared), and only then are the pixels read (by
+SimpleITK, which knows the compressed transfer syntaxes and applies RescaleSlope/Intercept per file).
+
+Which image is which (``role``): evidence is taken in this order, the first that names exactly one role wins.
+
+==========================  ==============================================================  ====================
+evidence                    values (case-insensitive; ImageType split at ``\\``)             role
+==========================  ==============================================================  ====================
+ImageType value             ``FF``, ``FAT_FRACTION``, ``FATFRACTION``, ``FATFRAC``, ``PDFF``  ff
+(0008,0008)                 ``W``, ``WATER``                                                water
+                            ``F``, ``FAT``                                                  fat
+                            ``IN_PHASE``, ``IN``, ``IP`` / ``OUT_PHASE``, ``OPP_PHASE``,      in-phase /
+                            ``OPP``, ``OP``                                                 out-of-phase
+Philips private (2005,1011) the same values as ImageType (mDIXON: ``W``, ``F``, ``IP``,      as above
+"MR image type"             ``OP``, ``FF``)
+SeriesDescription           ``fat fraction``, ``fatfraction``, ``fat_frac``, ``PDFF``, or     ff
+(0008,103E)                 ``FF`` as a word (``t1_dixon_FF``)
+                            ``in phase``, ``_in`` at the end; ``out of phase``,              in-phase /
+                            ``opp phase``, ``_opp``/``_op`` at the end                       out-of-phase
+                            ``water`` or ``_W`` at the end (Siemens ``…_dixon_W``)           water
+                            ``fat`` or ``_F`` at the end (Siemens ``…_dixon_F``)             fat
+==========================  ==============================================================  ====================
+
+These cover Siemens Dixon (ImageType ``…\\DIXON\\W`` / ``\\F`` / ``\\FF``, descriptions ``…_W``, ``…_F``, ``…_FF``),
+Philips mDIXON (ImageType or private (2005,1011) ``W`` / ``F``) and GE IDEAL / FLEX (``WATER`` / ``FAT`` in
+ImageType or description, ``FAT FRACTION``). An ImageType that names two roles at once, or a description that does,
+gives no role. Only in-phase/out-of-phase, water, fat and FF are recognised; other series are listed, never used.
+
+Files of one SeriesInstanceUID are split into groups when ImageType, the Philips image type, EchoNumbers,
+EchoTime, the matrix or the orientation differ; a group that still holds two images at one slice position is
+refused (its tags cannot tell them apart).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+
+ROLES = ("ff", "water", "fat")
+ROLE_NAMES = {"ff": "fat-fraction image", "water": "water image", "fat": "fat image"}
+
+_TYPE_TOKENS = {
+    "ff": {"FF", "FAT_FRACTION", "FATFRACTION", "FATFRAC", "PDFF"},
+    "water": {"W", "WATER"},
+    "fat": {"F", "FAT"},
+    "in-phase": {"IN_PHASE", "IN", "IP"},
+    "out-of-phase": {"OUT_PHASE", "OPP_PHASE", "OPP", "OP"},
+}
+# Checked in this order: "fat fraction" also contains "fat", "_opp" ends like nothing else.
+_DESCRIPTION_RULES = (
+    ("ff", re.compile(r"fat[\s_-]*frac|pdff|(^|[^a-z0-9])ff($|[^a-z0-9])")),
+    ("in-phase", re.compile(r"in[\s_-]*phase|[_\s-]in$")),
+    ("out-of-phase", re.compile(r"out[\s_-]*(of[\s_-]*)?phase|opp[\s_-]*phase|[_\s-]opp?$")),
+    ("water", re.compile(r"water|[_\s-]w$")),
+    ("fat", re.compile(r"fat|[_\s-]f$")),
+)
+
+# Slice positions: a step this much larger than the usual one is a missing slice; a position this far off an even
+# grid (fraction of the step) is warned about, further is refused; closer than this is the same position.
+MISSING_SLICE_STEP_RATIO = 1.5
+UNEVEN_WARN_FRACTION = 0.02
+UNEVEN_REFUSE_FRACTION = 0.25
+DUPLICATE_FRACTION = 0.01
+ORIENTATION_TOLERANCE = 1e-3
+SHEAR_TOLERANCE_MM = 0.05
+
+
+@dataclass(frozen=True)
+class Series:
+    """One group of DICOM images: one SeriesInstanceUID, one image type, one stack of slices."""
+
+    key: str  # the UID, or UID/N when the UID holds several groups
+    uid: str
+    description: str
+    image_type: str  # as stored, values joined by "\"
+    files: tuple  # paths, sorted along the slice normal
+    positions_mm: tuple  # each file's position along the slice normal
+    ipp_mm: tuple  # each file's ImagePositionPatient (x, y, z), LPS mm
+    role: str | None  # "ff", "water", "fat", "in-phase", "out-of-phase" or None
+    rule: str  # the evidence for the role, e.g. "ImageType 'W'"
+    rows: int
+    columns: int
+    orientation: tuple  # ImageOrientationPatient, 6 values
+    pixel_spacing: tuple  # PixelSpacing (row spacing, column spacing), mm
+    frames: int = 1
+
+    @property
+    def n_slices(self) -> int:
+        return len(self.files)
+
+    def label(self) -> str:
+        role = f" -> {self.role} ({self.rule})" if self.role else " -> no Dixon role in its tags"
+        return (f"{self.key} '{self.description}' ImageType {self.image_type or '-'}, {self.n_slices} "
+                f"slice{'s' if self.n_slices != 1 else ''}{role}")
+
+    def summary(self) -> dict:
+        return {"key": self.key, "series_instance_uid": self.uid, "description": self.description,
+                "image_type": self.image_type, "n_slices": self.n_slices, "role": self.role, "rule": self.rule}
+
+    def same_stack(self, other: "Series") -> bool:
+        """Same matrix, orientation, pixel spacing and slice positions (so the images share one voxel grid)."""
+        return (self.rows == other.rows and self.columns == other.columns
+                and np.allclose(self.orientation, other.orientation, atol=ORIENTATION_TOLERANCE)
+                and np.allclose(self.pixel_spacing, other.pixel_spacing, atol=1e-4)
+                and len(self.positions_mm) == len(other.positions_mm)
+                and np.allclose(self.positions_mm, other.positions_mm, atol=0.01))
+
+
+def _pydicom():
+    try:
+        import pydicom
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise InputError("reading DICOM needs the pydicom package (pip install pydicom)") from None
+    return pydicom
+
+
+def _values(element) -> list:
+    if element is None:
+        return []
+    value = element.value if hasattr(element, "value") else element
+    if value is None:
+        return []
+    if isinstance(value, bytes):
+        value = value.decode("latin-1", "replace")
+    if isinstance(value, str):
+        return [v.strip() for v in value.split("\\") if v.strip()]
+    try:
+        return [str(v).strip() for v in value if str(v).strip()]
+    except TypeError:
+        return [str(value).strip()]
+
+
+def role_from_tags(image_type: list, philips_type: list, description: str) -> tuple[str | None, str]:
+    """(role, the evidence) from ImageType values, the Philips private image type and SeriesDescription."""
+    for source, values in (("ImageType", image_type), ("Philips (2005,1011)", philips_type)):
+        upper = {v.upper() for v in values}
+        found = {role for role, tokens in _TYPE_TOKENS.items() if upper & tokens}
+        if len(found) == 1:
+            role = found.pop()
+            token = sorted(upper & _TYPE_TOKENS[role])[0]
+            return role, f"{source} '{token}'"
+        if len(found) > 1:
+            return None, f"{source} names {', '.join(sorted(found))}"
+    text = description.strip().lower()
+    for role, pattern in _DESCRIPTION_RULES:
+        if pattern.search(text):
+            return role, f"description '{description.strip()}'"
+    return None, ""
+
+
+def _header(path: Path):
+    """pydicom dataset of an image file (no pixels), or None when the file is not a DICOM image."""
+    pydicom = _pydicom()
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+    except PermissionError as exc:
+        from .filecheck import os_error_message
+        raise InputError(os_error_message(exc, "DICOM file", path)) from None
+    except Exception:  # not DICOM, or a broken header: not one of ours
+        return None
+    if "Rows" not in ds or "SeriesInstanceUID" not in ds:
+        return None
+    return ds
+
+
+def _files(folder: Path, recursive: bool) -> list[Path]:
+    try:
+        if not recursive:
+            return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        out = []
+        for root, dirs, names in os.walk(folder, onerror=_raise_walk_error):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            out += [Path(root) / n for n in sorted(names) if not n.startswith(".")]
+        return out
+    except OSError as exc:
+        from .filecheck import os_error_message
+        raise InputError(os_error_message(exc, "DICOM folder", Path(getattr(exc, "filename", None) or folder))) \
+            from None
+
+
+def _raise_walk_error(exc: OSError) -> None:
+    raise exc
+
+
+def scan_folder(folder: str | os.PathLike, recursive: bool = True) -> tuple[list[Series], int]:
+    """All DICOM image series under ``folder``, split by image type and sorted along the slice normal.
+
+    Returns (series in UID order, number of files that are not DICOM images).
+    """
+    folder = Path(folder)
+    groups: dict = {}
+    ignored = 0
+    for path in _files(folder, recursive):
+        ds = _header(path)
+        if ds is None:
+            ignored += 1
+            continue
+        image_type = _values(ds.get("ImageType"))
+        philips = _values(ds.get((0x2005, 0x1011)))
+        orientation = tuple(round(float(v), 4) for v in _values(ds.get("ImageOrientationPatient"))) or (0.0,) * 6
+        key = (str(ds.SeriesInstanceUID), "\\".join(image_type), "\\".join(philips),
+               "\\".join(_values(ds.get("EchoNumbers"))), "\\".join(_values(ds.get("EchoTime"))),
+               int(ds.Rows), int(ds.get("Columns", 0)), orientation)
+        groups.setdefault(key, []).append((path, ds))
+    by_uid: dict = {}
+    for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
+        by_uid.setdefault(key[0], []).append(key)
+    series = []
+    for uid, keys in by_uid.items():
+        for n, key in enumerate(keys, start=1):
+            series.append(_make_series(uid if len(keys) == 1 else f"{uid}/{n}", groups[key]))
+    return series, ignored
+
+
+def _make_series(key: str, items: list) -> Series:
+    ds0 = items[0][1]
+    orientation = tuple(float(v) for v in _values(ds0.get("ImageOrientationPatient"))) or (1, 0, 0, 0, 1, 0)
+    normal = np.cross(orientation[:3], orientation[3:6])
+    ipps = []
+    for path, ds in items:
+        ipp = [float(v) for v in _values(ds.get("ImagePositionPatient"))]
+        ipps.append(tuple(ipp) if len(ipp) == 3 else (0.0, 0.0, float(len(ipps))))
+    positions = [float(np.dot(ipp, normal)) for ipp in ipps]
+    order = np.argsort(positions, kind="stable")
+    description = str(ds0.get("SeriesDescription", "") or "")
+    image_type = _values(ds0.get("ImageType"))
+    role, rule = role_from_tags(image_type, _values(ds0.get((0x2005, 0x1011))), description)
+    if role is None and rule:  # tags that contradict each other: no role
+        rule = f"no role: {rule}"
+    spacing = tuple(float(v) for v in _values(ds0.get("PixelSpacing"))) or (1.0, 1.0)
+    return Series(key=key, uid=str(ds0.SeriesInstanceUID), description=description, image_type="\\".join(image_type),
+                  files=tuple(items[i][0] for i in order), positions_mm=tuple(positions[i] for i in order),
+                  ipp_mm=tuple(ipps[i] for i in order),
+                  role=role, rule=rule, rows=int(ds0.Rows), columns=int(ds0.get("Columns", 0)),
+                  orientation=orientation, pixel_spacing=spacing, frames=int(ds0.get("NumberOfFrames", 1) or 1))
+
+
+def check_slices(series: Series, name: str, notes: list) -> float:
+    """Check the slice positions of ``series``; return the slice step (mm). Raise InputError when slices are
+    missing, doubled or sheared, or uneven beyond a quarter step; warn (``notes``) when a little uneven."""
+    pos = np.asarray(series.positions_mm, dtype=float)
+    if series.frames > 1:
+        raise InputError(f"{name}: DICOM series {series.key} is a multi-frame (enhanced) file with {series.frames} "
+                         "frames, which MDTexture does not read; convert it (e.g. with dcm2niix) and give the NIfTI")
+    if len(pos) < 2:
+        return 0.0
+    steps = np.diff(pos)
+    usual = float(np.median(steps))
+    if usual <= 0 or np.any(steps < DUPLICATE_FRACTION * max(usual, 1e-6)):
+        k = int(np.argmin(steps))
+        raise InputError(f"{name}: DICOM series {series.key} '{series.description}' has two images at one slice "
+                         f"position ({pos[k]:.2f} mm along the slice normal); its tags do not tell them apart "
+                         "(several image types or repeats in one series) - export each image type as its own series")
+    gaps = np.flatnonzero(steps > MISSING_SLICE_STEP_RATIO * usual)
+    if gaps.size:
+        k = int(gaps[0])
+        missing = int(sum(round(steps[g] / usual) - 1 for g in gaps))
+        more = f" ({gaps.size} gaps in all)" if gaps.size > 1 else ""
+        raise InputError(f"{name}: DICOM series '{series.description}' has a gap of {steps[k]:.2f} mm between slices "
+                         f"{k + 1} and {k + 2} of {len(pos)} (at {pos[k]:.2f} and {pos[k + 1]:.2f} mm along the slice "
+                         f"normal) where the others are {usual:.2f} mm apart: {missing} slice(s) missing{more}; "
+                         "export the complete series")
+    step = (pos[-1] - pos[0]) / (len(pos) - 1)
+    off = pos - (pos[0] + step * np.arange(len(pos)))
+    worst = int(np.argmax(np.abs(off)))
+    if abs(off[worst]) > UNEVEN_REFUSE_FRACTION * step:
+        raise InputError(f"{name}: DICOM series '{series.description}' has uneven slice spacing (steps "
+                         f"{steps.min():.2f} to {steps.max():.2f} mm; slice {worst + 1} lies {off[worst]:+.2f} mm off an "
+                         f"even {step:.2f} mm grid); resample it onto an even grid first")
+    if abs(off[worst]) > UNEVEN_WARN_FRACTION * step:
+        notes.append(f"{name}: DICOM slice spacing is uneven (steps {steps.min():.2f} to {steps.max():.2f} mm); read "
+                     f"on an even {step:.3f} mm grid, slice {worst + 1} displaced by {off[worst]:+.2f} mm")
+    return float(step)
+
+
+def _check_shear(series: Series, name: str) -> None:
+    """Slice origins must move along the slice normal only (no gantry tilt, no sheared stack)."""
+    ipp = np.asarray(series.ipp_mm, dtype=float)
+    o = np.asarray(series.orientation, dtype=float)
+    d = ipp - ipp[0]
+    in_plane = np.hypot(d @ o[:3], d @ o[3:6])
+    k = int(np.argmax(in_plane))
+    if in_plane[k] > SHEAR_TOLERANCE_MM:
+        raise InputError(f"{name}: DICOM series '{series.description}' is sheared: slice {k + 1} is shifted "
+                         f"{in_plane[k]:.2f} mm in-plane from the first (gantry tilt?); resample it first")
+
+
+def read_series(series: Series, name: str, notes: list | None = None) -> sitk.Image:
+    """The volume of one checked series: float32 with RescaleSlope/Intercept applied; spacing, origin and
+    direction from ImagePositionPatient / ImageOrientationPatient / PixelSpacing of the sorted slices."""
+    notes = [] if notes is None else notes
+    step = check_slices(series, name, notes)
+    _check_shear(series, name)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames([str(f) for f in series.files])
+    reader.SetOutputPixelType(sitk.sitkFloat32)
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        from .io import _first_line
+        raise InputError(f"{name}: cannot read the pixels of DICOM series '{series.description}' "
+                         f"({_first_line(exc)})") from None
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
+    if image.GetSize()[2] != series.n_slices:
+        raise InputError(f"{name}: DICOM series '{series.description}' gave {image.GetSize()[2]} slices from "
+                         f"{series.n_slices} files")
+    o = np.asarray(series.orientation, dtype=float)
+    normal = np.cross(o[:3], o[3:6])
+    image.SetOrigin(tuple(float(v) for v in series.ipp_mm[0]))
+    image.SetDirection(tuple(float(v) for v in np.column_stack([o[:3], o[3:6], normal]).ravel()))
+    spacing_z = step if step > 0 else image.GetSpacing()[2]
+    image.SetSpacing((series.pixel_spacing[1], series.pixel_spacing[0], spacing_z))
+    return image
+
+
+def read_dicom_folder(folder: Path, what: str, role: str | None = None, notes: list | None = None) -> sitk.Image:
+    """The one DICOM series in ``folder`` (not its subfolders). A series holding several image types is split by
+    its tags; ``role`` ('ff', 'water', 'fat') then picks the part whose tags say so, else it is refused."""
+    series, _ = scan_folder(folder, recursive=False)
+    if not series:
+        raise InputError(f"{what} folder {folder.name} contains no DICOM series")
+    uids = sorted({s.uid for s in series})
+    if len(uids) > 1:
+        listing = "; ".join(s.label() for s in series)
+        raise InputError(f"{what} folder {folder.name} contains {len(uids)} DICOM series ({listing}); give the "
+                         "folder of one series, or the whole study with --study")
+    if len(series) == 1:
+        return read_series(series[0], f"{what} {folder.name}", notes)
+    matching = [s for s in series if role is not None and s.role == role]
+    listing = "; ".join(s.label() for s in series)
+    if len(matching) != 1:
+        wanted = f"exactly one {ROLE_NAMES.get(role, role)} part" if role else "one image type"
+        raise InputError(f"{what} folder {folder.name}: DICOM series {uids[0]} holds {len(series)} image types "
+                         f"({listing}); need {wanted} - use --study {folder} to choose with --series")
+    chosen = matching[0]
+    if notes is not None:
+        notes.append(f"{what}: DICOM series '{chosen.description}' holds {len(series)} image types; used the "
+                     f"{chosen.n_slices} images with {chosen.rule}")
+    return read_series(chosen, f"{what} {folder.name}", notes)
