@@ -350,3 +350,122 @@ def read_dicom_folder(folder: Path, what: str, role: str | None = None, notes: l
         notes.append(f"{what}: DICOM series '{chosen.description}' holds {len(series)} image types; used the "
                      f"{chosen.n_slices} images with {chosen.rule}")
     return read_series(chosen, f"{what} {folder.name}", notes)
+
+
+# --- studies: every series of an examination in one folder tree ---
+
+def looks_like_dicom_folder(folder: str | os.PathLike, max_files: int = 64) -> bool:
+    """True when one of the first ``max_files`` files under ``folder`` (recursively) is a DICOM Part 10 file."""
+    seen = 0
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if name.startswith("."):
+                continue
+            seen += 1
+            try:
+                with open(Path(root) / name, "rb") as fh:
+                    fh.seek(128)
+                    if fh.read(4) == b"DICM":
+                        return True
+            except OSError:
+                pass
+            if seen >= max_files:
+                return False
+    return False
+
+
+def _listing(found: list[Series]) -> str:
+    return "; ".join(s.label() for s in found)
+
+
+def _resolve(found: list[Series], key: str, study: str) -> Series:
+    exact = [s for s in found if s.key == key]
+    if exact:
+        return exact[0]
+    matches = [s for s in found if s.key.startswith(key)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise InputError(f"study {study}: no series {key!r}; series found: {_listing(found)}")
+    raise InputError(f"study {study}: {key!r} matches {len(matches)} series ({', '.join(s.key for s in matches)}); "
+                     "give the full key")
+
+
+def choose_series(found: list[Series], choices=(), study: str = "study") -> dict:
+    """{role: Series} for 'ff', 'water', 'fat' — by the tags (see the module's table), or as ``choices`` say.
+
+    ``choices`` are keys as listed (a SeriesInstanceUID, ``UID/N`` for one image type of a split UID, or a unique
+    prefix), each optionally ``ROLE=KEY`` to give the role where the tags do not. Raises InputError, listing every
+    series found and how to choose, when the choice is ambiguous or nothing usable is found.
+    """
+    how = ("choose with --series KEY (repeatable; ROLE=KEY with ROLE ff, water or fat when the tags do not say)")
+    if choices:
+        chosen: dict = {}
+        for choice in choices:
+            role, sep, key = str(choice).partition("=")
+            if not sep:
+                role, key = None, str(choice)
+            elif role not in ROLES:
+                raise InputError(f"--series {choice}: the role before '=' must be ff, water or fat")
+            s = _resolve(found, key.strip(), study)
+            role = role or s.role
+            if role not in ROLES:
+                raise InputError(f"study {study}: series {s.key} '{s.description}' has no water/fat/FF role in its "
+                                 f"tags ({s.rule or 'none'}); give it as ff={s.key}, water={s.key} or fat={s.key}")
+            if role in chosen and chosen[role] is not s:
+                raise InputError(f"study {study}: two series chosen as {ROLE_NAMES[role]} ({chosen[role].key} and "
+                                 f"{s.key})")
+            chosen[role] = s
+        if "ff" not in chosen and not ("water" in chosen and "fat" in chosen):
+            raise InputError(f"study {study}: the chosen series give {', '.join(sorted(chosen))}; an FF series or "
+                             f"both water and fat are needed; {how}; series found: {_listing(found)}")
+        return chosen
+    by_role = {r: [s for s in found if s.role == r] for r in ROLES}
+    if len(by_role["ff"]) > 1:
+        raise InputError(f"study {study}: {len(by_role['ff'])} fat-fraction series, which one?; {how}; "
+                         f"series found: {_listing(found)}")
+    if len(by_role["ff"]) == 1:
+        ff = by_role["ff"][0]
+        chosen = {"ff": ff}
+        water = [s for s in by_role["water"] if s.same_stack(ff)]
+        fat = [s for s in by_role["fat"] if s.same_stack(ff)]
+        if len(water) == 1 and len(fat) == 1:
+            chosen.update(water=water[0], fat=fat[0])
+        return chosen
+    if len(by_role["water"]) == 1 and len(by_role["fat"]) == 1:
+        return {"water": by_role["water"][0], "fat": by_role["fat"][0]}
+    if by_role["water"] or by_role["fat"]:
+        reason = (f"{len(by_role['water'])} water and {len(by_role['fat'])} fat series and no fat-fraction series, "
+                  "so no one pair to use")
+    else:
+        reason = "no series is tagged as water, fat or fat fraction"
+    raise InputError(f"study {study}: {reason}; {how}; series found: {_listing(found)}")
+
+
+def load_study(folder: str | os.PathLike, choices=(), ff_unit: str = "auto"):
+    """Scan a study folder, choose the Dixon series and read them: returns (DixonSeries, facts for the summary).
+
+    The facts name every series found and the ones used (key, UID, description, ImageType, slices, role, rule).
+    """
+    from .io import dixon_from_images
+
+    folder = Path(folder)
+    try:
+        if not folder.is_dir():
+            raise InputError(f"study folder not found: {folder}")
+    except OSError as exc:
+        from .filecheck import os_error_message
+        raise InputError(os_error_message(exc, "study folder", folder)) from None
+    found, ignored = scan_folder(folder, recursive=True)
+    if not found:
+        raise InputError(f"study {folder.name}: no DICOM images found ({ignored} other files)")
+    chosen = choose_series(found, choices, folder.name)
+    notes: list = []
+    images = {ROLE_NAMES[role]: read_series(s, f"{ROLE_NAMES[role]} (series {s.key})", notes)
+              for role, s in sorted(chosen.items(), key=lambda kv: ROLES.index(kv[0]))}
+    series = dixon_from_images(images, ff_unit)
+    series.warnings[:0] = notes
+    facts = {"study_series_used": {role: s.summary() for role, s in chosen.items()},
+             "study_series_found": [s.summary() for s in found], "study_files_ignored": ignored}
+    return series, facts
