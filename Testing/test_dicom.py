@@ -291,3 +291,63 @@ def test_study_with_no_dixon_series_says_so(tmp_path):
     found, ignored = scan_folder(tmp_path / "st")
     with pytest.raises(InputError, match="the role before '=' must be"):
         choose_series(found, ("bone=1.2.3.40",))
+
+
+def _cli(argv, capsys):
+    from MDTextureLib.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_classify_study_says_which_series_it_used(tmp_path, model_files, capsys):
+    import json
+
+    vol = dixon_volumes()
+    _siemens_study(tmp_path / "study", vol)
+    code, out, err = _cli(["classify", "--study", tmp_path / "study", "--model", model_files, "--out",
+                           tmp_path / "res", "--no-report", "--quiet"], capsys)
+    assert code == 0, err
+    assert "series used as    ff: 1.2.3.26 't1_vibe_dixon_tra_FF'" in err
+    assert "series not used     : 1.2.3.21 't2_tse_tra'" in err
+    pred = json.loads((tmp_path / "res" / "prediction.json").read_text())
+    assert pred["inputs"]["study"] == "study"
+    assert pred["inputs"]["study_series_used"]["water"]["series_instance_uid"] == "1.2.3.24"
+    assert pred["ff_unit_detected"] == "percent"
+    heat = sitk.ReadImage(str(tmp_path / "res" / "heatmap.nrrd"))
+    assert heat.GetSize() == (40, 32, 6) and heat.GetOrigin() == pytest.approx(ORIGIN)
+
+
+def test_classify_study_ambiguous_or_mixed_options_is_one_line(tmp_path, model_files, capsys):
+    vol = dixon_volumes()
+    _siemens_study(tmp_path / "study", vol, with_ff=False)
+    write_series(tmp_path / "study" / "015_W", vol["water"] * 0.9, uid="1.2.3.34", description="t1_dixon_W (repeat)",
+                 image_type="DERIVED\\PRIMARY\\DIXON\\W")
+    base = ["--model", model_files, "--out", tmp_path / "res", "--no-report", "--quiet"]
+    code, _, err = _cli(["classify", "--study", tmp_path / "study", *base], capsys)
+    errors = [ln for ln in err.splitlines() if ln.startswith("mdtexture: error:")]
+    assert code == 2 and len(errors) == 1 and "--series" in errors[0] and "1.2.3.34" in errors[0]
+    assert not (tmp_path / "res").exists()
+    code, _, err = _cli(["classify", "--study", tmp_path / "study", "--series", "1.2.3.34", "--series", "fat=1.2.3.25",
+                         *base], capsys)
+    assert code == 0, err
+    code, _, err = _cli(["classify", "--study", tmp_path / "study", "--ff", tmp_path / "x.nrrd", *base], capsys)
+    assert code == 2 and "either --study or --ff" in err
+
+
+def test_batch_over_study_folders(tmp_path, model_files, capsys):
+    import csv
+
+    from conftest import leg_volume, write_nrrd
+
+    vol = dixon_volumes()
+    _siemens_study(tmp_path / "data" / "s1_dicom", vol)
+    (tmp_path / "data" / "s2_nrrd").mkdir()
+    write_nrrd(leg_volume()["ff"], tmp_path / "data" / "s2_nrrd" / "ff.nrrd")
+    code, _, err = _cli(["batch", "--data", tmp_path / "data", "--model", model_files, "--out", tmp_path / "res",
+                         "--no-report", "--quiet"], capsys)
+    assert code == 0, err
+    rows = {r["subject"]: r for r in csv.DictReader(open(tmp_path / "res" / "summary.csv"))}
+    assert set(rows) == {"s1_dicom", "s2_nrrd"} and all(r["error"] == "" for r in rows.values())
+    assert rows["s1_dicom"]["n_slices"] == "6" and rows["s1_dicom"]["ff_unit"] == "percent"
