@@ -81,7 +81,7 @@ def check_whole(path: Path, what: str) -> dict:
         return _check_nifti(path, what, head[:352], os.path.getsize(path), _nifti_data_end(head[:352]))
     if path.suffix.lower() in (".mha", ".mhd"):
         _check_metaimage(path, what)
-    return {}
+    return {"dicom": True} if head[128:132] == b"DICM" else {}
 
 
 def _corrupt(what: str, path: Path, kind: str, why: str) -> InputError:

@@ -138,6 +138,9 @@ def read_image(path: str | os.PathLike, what: str = "image", notes: list | None 
                          "(RGB or vector image); a scalar volume is needed")
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:
         image = image[:, :, :, 0]
+    if facts.get("dicom") and (image.GetDimension() == 2 or image.GetSize()[2] == 1):
+        raise InputError(f"{what} {p.name} is one DICOM file holding one slice; give the folder of its series, or "
+                         "the study with --study")
     if image.GetDimension() != 3:
         raise InputError(f"{what} {p.name} is {image.GetDimension()}-D; a 3-D axial volume is needed")
     if "nifti" in facts:
@@ -333,7 +336,7 @@ def read_labels(path: str | os.PathLike, grid: Grid) -> LabelMap:
     if p.name.lower().endswith(".seg.nrrd"):
         labels, label_grid, names = _read_slicer_segmentation(p, notes)
     else:
-        image = read_image(p, "segmentation")
+        image = read_image(p, "segmentation", notes)
         values = np.unique(sitk.GetArrayViewFromImage(image))
         if not np.allclose(values, np.round(values)):
             raise InputError(f"segmentation {p.name} has non-integer values; a labelmap is needed")

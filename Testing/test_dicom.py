@@ -351,3 +351,25 @@ def test_batch_over_study_folders(tmp_path, model_files, capsys):
     rows = {r["subject"]: r for r in csv.DictReader(open(tmp_path / "res" / "summary.csv"))}
     assert set(rows) == {"s1_dicom", "s2_nrrd"} and all(r["error"] == "" for r in rows.values())
     assert rows["s1_dicom"]["n_slices"] == "6" and rows["s1_dicom"]["ff_unit"] == "percent"
+
+
+def test_one_dicom_file_or_an_unreadable_one_gets_a_message_naming_it(tmp_path, monkeypatch):
+    import builtins
+    import errno
+    import os
+
+    vol = dixon_volumes()
+    write_series(tmp_path / "s", vol["ff"], uid="1.2.3.50", description="FF", image_type="DERIVED\\FF")
+    with pytest.raises(InputError, match="one DICOM file holding one slice; give the folder of its series"):
+        read_image(tmp_path / "s" / "0001.dcm")
+    denied = tmp_path / "s" / "0003.dcm"
+    real_open = builtins.open
+
+    def fake_open(file, *args, **kwargs):  # EACCES on one slice (tests run as root: chmod would not stop reading)
+        if isinstance(file, (str, os.PathLike)) and os.fspath(file) == os.fspath(denied):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    with pytest.raises(InputError, match="0003.dcm: permission denied"):
+        read_image(tmp_path / "s")

@@ -161,3 +161,14 @@ def test_qform_sform_check_reads_gzipped_nifti(tmp_path):
     (tmp_path / "ff.nii.gz").write_bytes(gzip.compress(raw.read_bytes()))
     series = load_dixon(ff=tmp_path / "ff.nii.gz")
     assert any("12.5 mm" in w and "sform" in w for w in series.warnings)
+
+
+def test_qform_sform_disagreement_of_a_segmentation_is_warned(tmp_path, leg_files):
+    from MDTextureLib.io import read_labels
+
+    series = load_dixon(ff=leg_files["ff"])
+    path = _write(leg_volume()["labels"], tmp_path / "muscles.nii", compress=False)
+    _set_qform_offset(path, (0.0, 25.0, 0.0))
+    labels = read_labels(path, series.grid)
+    assert any("segmentation muscles.nii: NIfTI qform and sform disagree by up to 25.0 mm" in w
+               for w in labels.warnings)
