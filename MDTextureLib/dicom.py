@@ -20,10 +20,10 @@ Philips private (2005,1011) the same values as ImageType (mDIXON: ``W``, ``F``, 
 "MR image type"             ``OP``, ``FF``)
 SeriesDescription           ``fat fraction``, ``fatfraction``, ``fat_frac``, ``PDFF``, or     ff
 (0008,103E)                 ``FF`` as a word (``t1_dixon_FF``)
-                            ``in phase``, ``_in`` at the end; ``out of phase``,              in-phase /
+                            ``in phase``, ``_in``/``_ip`` at the end; ``out of phase``,      in-phase /
                             ``opp phase``, ``_opp``/``_op`` at the end                       out-of-phase
-                            ``water`` or ``_W`` at the end (Siemens ``…_dixon_W``)           water
-                            ``fat`` or ``_F`` at the end (Siemens ``…_dixon_F``)             fat
+                            ``water`` (not ``water exc…``) or ``_W`` at the end              water
+                            ``fat`` (not ``fat sat``/``fat sup…``) or ``_F`` at the end      fat
 ==========================  ==============================================================  ====================
 
 These cover Siemens Dixon (ImageType ``…\\DIXON\\W`` / ``\\F`` / ``\\FF``, descriptions ``…_W``, ``…_F``, ``…_FF``),
@@ -61,10 +61,11 @@ _TYPE_TOKENS = {
 # Checked in this order: "fat fraction" also contains "fat", "_opp" ends like nothing else.
 _DESCRIPTION_RULES = (
     ("ff", re.compile(r"fat[\s_-]*frac|pdff|(^|[^a-z0-9])ff($|[^a-z0-9])")),
-    ("in-phase", re.compile(r"in[\s_-]*phase|[_\s-]in$")),
+    ("in-phase", re.compile(r"in[\s_-]*phase|[_\s-](in|ip)$")),
     ("out-of-phase", re.compile(r"out[\s_-]*(of[\s_-]*)?phase|opp[\s_-]*phase|[_\s-]opp?$")),
-    ("water", re.compile(r"water|[_\s-]w$")),
-    ("fat", re.compile(r"fat|[_\s-]f$")),
+    # "water excitation" and "fat sat / fat suppressed" are other techniques (fat-suppressed images), not Dixon
+    ("water", re.compile(r"water(?![\s_-]*exc)|[_\s-]w$")),
+    ("fat", re.compile(r"fat(?![\s_-]*(sat|sup|frac))|[_\s-]f$")),
 )
 
 # Slice positions: a step this much larger than the usual one is a missing slice; a position this far off an even
@@ -331,7 +332,9 @@ def read_dicom_folder(folder: Path, what: str, role: str | None = None, notes: l
     its tags; ``role`` ('ff', 'water', 'fat') then picks the part whose tags say so, else it is refused."""
     series, _ = scan_folder(folder, recursive=False)
     if not series:
-        raise InputError(f"{what} folder {folder.name} contains no DICOM series")
+        below = any(p.is_dir() for p in folder.iterdir())
+        raise InputError(f"{what} folder {folder.name} contains no DICOM series"
+                         + (" (its subfolders are not searched: for a whole study use --study)" if below else ""))
     uids = sorted({s.uid for s in series})
     if len(uids) > 1:
         listing = "; ".join(s.label() for s in series)

@@ -184,6 +184,9 @@ def test_the_same_dicom_series_as_water_and_fat_is_refused(tmp_path):
     ("DERIVED\\PRIMARY\\OTHER", None, "FAT: Ax IDEAL", "fat"),
     ("DERIVED\\PRIMARY\\OTHER", None, "FAT FRACTION: Ax IDEAL IQ", "ff"),
     ("ORIGINAL\\PRIMARY\\M\\ND", None, "t2_tse_tra", None),
+    ("ORIGINAL\\PRIMARY\\M\\ND", None, "T2 TSE fat sat", None),  # fat-suppressed, not a fat image
+    ("ORIGINAL\\PRIMARY\\M\\ND", None, "t1_fl3d_water_excitation", None),
+    ("ORIGINAL\\PRIMARY\\M_FFE\\M\\FFE", None, "T1 FFE", None),
     ("DERIVED\\PRIMARY\\W\\F", None, "odd", None),  # two roles at once: none
 ])
 def test_roles_from_vendor_conventions(image_type, philips, description, role):
