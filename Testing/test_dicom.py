@@ -376,3 +376,14 @@ def test_one_dicom_file_or_an_unreadable_one_gets_a_message_naming_it(tmp_path, 
     monkeypatch.setattr(builtins, "open", fake_open)
     with pytest.raises(InputError, match="0003.dcm: permission denied"):
         read_image(tmp_path / "s")
+
+
+def test_multi_frame_file_is_refused_with_a_way_forward(tmp_path):
+    vol = dixon_volumes(n_slices=1)
+    write_series(tmp_path / "mf", vol["ff"], uid="1.2.3.60", description="FF", image_type="DERIVED\\FF")
+    path = tmp_path / "mf" / "0001.dcm"
+    ds = pydicom.dcmread(path)
+    ds.NumberOfFrames = 6  # an enhanced (multi-frame) file, as Philips and recent Siemens export
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(InputError, match="multi-frame.*6 frames.*convert it"):
+        read_image(tmp_path / "mf")
