@@ -89,28 +89,34 @@ def _corrupt(what: str, path: Path, kind: str, why: str) -> InputError:
                       "copy or export the file again")
 
 
-def _stream_length(path: Path, what: str, kind: str, offset: int) -> int:
-    """Decompress the stream starting at byte ``offset`` to its end marker; return the decompressed length.
-
-    kind: 'gzip' (CRC-32 and length checked), 'zlib' (Adler-32 checked) or 'bzip2'.
-    """
+def _decompressor(kind: str):
     if kind == "bzip2":
-        decomp = bz2.BZ2Decompressor()
-    else:
-        decomp = zlib.decompressobj(16 + zlib.MAX_WBITS if kind == "gzip" else zlib.MAX_WBITS)
+        return bz2.BZ2Decompressor()
+    return zlib.decompressobj(16 + zlib.MAX_WBITS if kind == "gzip" else zlib.MAX_WBITS)
+
+
+def _stream_length(path: Path, what: str, kind: str, offset: int) -> int:
+    """Decompress from byte ``offset`` to the end marker of the last stream; return the decompressed length.
+
+    kind: 'gzip' (CRC-32 and length checked), 'zlib' (Adler-32 checked) or 'bzip2'. Concatenated gzip or bzip2
+    members (pigz, bgzip, pbzip2) are followed to the end of the file.
+    """
+    decomp = _decompressor(kind)
     n = 0
     with open_checked(path, what) as fh:
         fh.seek(offset)
         try:
-            while True:
-                chunk = fh.read(CHUNK_BYTES)
-                if not chunk:
-                    break
-                n += len(decomp.decompress(chunk))
+            pending = fh.read(CHUNK_BYTES)
+            while pending:
+                n += len(decomp.decompress(pending))
+                pending = b""
                 if decomp.eof:
-                    break
-            if kind != "bzip2":
-                n += len(decomp.flush())
+                    pending = decomp.unused_data or fh.read(CHUNK_BYTES)
+                    if not pending or kind == "zlib" or not pending.strip(b"\0"):
+                        break  # the end (trailing zero padding is tolerated, as gzip does)
+                    decomp = _decompressor(kind)  # the next member
+                else:
+                    pending = fh.read(CHUNK_BYTES)
         except (zlib.error, OSError, EOFError, ValueError) as exc:
             raise _corrupt(what, path, f"{kind}-compressed", str(exc).split(":")[-1].strip() or "bad stream") from None
     if not decomp.eof:

@@ -172,3 +172,17 @@ def test_qform_sform_disagreement_of_a_segmentation_is_warned(tmp_path, leg_file
     labels = read_labels(path, series.grid)
     assert any("segmentation muscles.nii: NIfTI qform and sform disagree by up to 25.0 mm" in w
                for w in labels.warnings)
+
+
+def test_concatenated_gzip_members_are_whole(tmp_path):
+    """bgzip/pigz-style files hold several gzip members; they are one valid file, not a truncated one."""
+    import gzip
+
+    vol = _volume()
+    raw = _write(vol, tmp_path / "ff.nii", compress=False).read_bytes()
+    half = len(raw) // 2
+    (tmp_path / "ff.nii.gz").write_bytes(gzip.compress(raw[:half]) + gzip.compress(raw[half:]))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read_image(tmp_path / "ff.nii.gz")), vol)
+    (tmp_path / "cut.nii.gz").write_bytes(gzip.compress(raw[:half]) + gzip.compress(raw[half:])[:-20])
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        read_image(tmp_path / "cut.nii.gz")
