@@ -96,6 +96,7 @@ class Series:
     orientation: tuple  # ImageOrientationPatient, 6 values
     pixel_spacing: tuple  # PixelSpacing (row spacing, column spacing), mm
     frames: int = 1
+    images_in_acquisition: int = 0  # (0020,1002) when the UID holds only this group, else 0 (not comparable)
 
     @property
     def n_slices(self) -> int:
@@ -221,11 +222,11 @@ def scan_folder(folder: str | os.PathLike, recursive: bool = True) -> tuple[list
     series = []
     for uid, keys in by_uid.items():
         for n, key in enumerate(keys, start=1):
-            series.append(_make_series(uid if len(keys) == 1 else f"{uid}/{n}", groups[key]))
+            series.append(_make_series(uid if len(keys) == 1 else f"{uid}/{n}", groups[key], whole_uid=len(keys) == 1))
     return series, ignored
 
 
-def _make_series(key: str, items: list) -> Series:
+def _make_series(key: str, items: list, whole_uid: bool = True) -> Series:
     ds0 = items[0][1]
     orientation = tuple(float(v) for v in _values(ds0.get("ImageOrientationPatient"))) or (1, 0, 0, 0, 1, 0)
     normal = np.cross(orientation[:3], orientation[3:6])
@@ -245,7 +246,15 @@ def _make_series(key: str, items: list) -> Series:
                   files=tuple(items[i][0] for i in order), positions_mm=tuple(positions[i] for i in order),
                   ipp_mm=tuple(ipps[i] for i in order),
                   role=role, rule=rule, rows=int(ds0.Rows), columns=int(ds0.get("Columns", 0)),
-                  orientation=orientation, pixel_spacing=spacing, frames=int(ds0.get("NumberOfFrames", 1) or 1))
+                  orientation=orientation, pixel_spacing=spacing, frames=int(ds0.get("NumberOfFrames", 1) or 1),
+                  images_in_acquisition=_int(ds0.get("ImagesInAcquisition")) if whole_uid else 0)
+
+
+def _int(element) -> int:
+    try:
+        return int(float(_values(element)[0]))
+    except (IndexError, ValueError):
+        return 0
 
 
 def check_slices(series: Series, name: str, notes: list) -> float:
@@ -255,6 +264,10 @@ def check_slices(series: Series, name: str, notes: list) -> float:
     if series.frames > 1:
         raise InputError(f"{name}: DICOM series {series.key} is a multi-frame (enhanced) file with {series.frames} "
                          "frames, which MDTexture does not read; convert it (e.g. with dcm2niix) and give the NIfTI")
+    if series.images_in_acquisition > len(pos):
+        # Slices lost at either end leave no gap; this tag is the only witness (not every vendor fills it).
+        notes.append(f"{name}: DICOM series '{series.description}' has {len(pos)} slices where ImagesInAcquisition "
+                     f"(0020,1002) says {series.images_in_acquisition}: slices may be missing at an end")
     if len(pos) < 2:
         return 0.0
     steps = np.diff(pos)

@@ -387,3 +387,16 @@ def test_multi_frame_file_is_refused_with_a_way_forward(tmp_path):
     ds.save_as(path, enforce_file_format=True)
     with pytest.raises(InputError, match="multi-frame.*6 frames.*convert it"):
         read_image(tmp_path / "mf")
+
+
+def test_slices_lost_at_an_end_are_warned_when_images_in_acquisition_says_so(tmp_path):
+    vol = dixon_volumes()
+    write_series(tmp_path / "s", vol["ff"], uid="1.2.3.70", description="FF", image_type="DERIVED\\FF")
+    for f in sorted((tmp_path / "s").iterdir()):
+        ds = pydicom.dcmread(f)
+        ds.ImagesInAcquisition = 7  # the scanner made 7; the last one never arrived
+        ds.save_as(f, enforce_file_format=True)
+    notes = []
+    image = read_image(tmp_path / "s", "fat-fraction image", notes)
+    assert image.GetSize()[2] == 6
+    assert any("6 slices where ImagesInAcquisition (0020,1002) says 7" in n for n in notes)
