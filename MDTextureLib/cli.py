@@ -20,6 +20,7 @@ EPILOG = """\
 Typical use:
   mdtexture classify --ff leg_ff.nrrd --segmentation muscles.seg.nrrd --out result/
   mdtexture classify --water water.nii.gz --fat fat.nii.gz --out result/      (FF derived as F/(W+F))
+  mdtexture classify --study exam_dicom/ --out result/                       (series picked by DICOM tags)
   mdtexture batch --data subjects/ --out results/
   mdtexture demo                                                              (phantom in, everything out)
 Images: NRRD, NIfTI, MetaImage or a DICOM series folder; all inputs on one voxel grid.
@@ -149,20 +150,25 @@ def cmd_classify(args) -> int:
     from .outputs import check_output_folder
     from .pipeline import CaseInputs, analyse_case, write_case
 
-    reads = [args.ff, args.water, args.fat, args.segmentation, *model_input_paths(args.model)]
+    if args.study and (args.ff or args.water or args.fat):
+        raise InputError("give either --study or --ff/--water/--fat, not both")
+    if args.series and not args.study:
+        raise InputError("--series chooses series within --study DIR; give --study")
+    reads = [args.ff, args.water, args.fat, args.study, args.segmentation, *model_input_paths(args.model)]
     check_output_folder(args.out, reads, args.overwrite)  # refuse before minutes of work, not after
     model = load_model_arg(args.model)
     options = _case_options(args)
     inputs = CaseInputs(ff=args.ff, water=args.water, fat=args.fat, segmentation=args.segmentation,
-                        ff_unit=args.ff_unit)
+                        ff_unit=args.ff_unit, study=args.study, series=tuple(args.series or ()))
     bar = _Progress("classifying", args.quiet)
     try:
         case = analyse_case(inputs, model, options, progress=bar)
     finally:
         bar.close()
     _print_warnings(case.summary["warnings"])
-    out = write_case(case, args.out, options, title=Path(args.ff or args.water).name, overwrite=args.overwrite,
-                     inputs=reads, command="classify")
+    _print_study_series(case.summary["inputs"])
+    out = write_case(case, args.out, options, title=Path(args.ff or args.water or args.study).name,
+                     overwrite=args.overwrite, inputs=reads, command="classify")
     probs = ", ".join(f"{c} {p:.3f}" for c, p in case.summary["probabilities"].items())
     print(f"verdict: {case.summary['verdict']}  ({probs})")
     print(f"wrote {out}/: prediction.json, heatmap.nrrd"
@@ -170,8 +176,19 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def _print_study_series(inputs: dict) -> None:
+    """Which DICOM series of a study were found and used (stderr; prediction.json has the same under "inputs")."""
+    used = {s["key"]: role for role, s in inputs.get("study_series_used", {}).items()}
+    for s in inputs.get("study_series_found", []):
+        mark = f"used as {used[s['key']]:>5}" if s["key"] in used else "not used     "
+        role = f"{s['role']} ({s['rule']})" if s["role"] else "no Dixon role in its tags"
+        print(f"mdtexture: series {mark}: {s['key']} '{s['description']}' ImageType {s['image_type'] or '-'}, "
+              f"{s['n_slices']} slices -> {role}", file=sys.stderr)
+
+
 def find_case_files(folder: Path) -> dict:
-    """Inputs of one subject folder: ff/water/fat images and a muscle segmentation, by conventional names."""
+    """Inputs of one subject folder: ff/water/fat images and a muscle segmentation, by conventional names; a folder
+    without such images that holds DICOM files is a study (water / fat / FF series picked by their tags)."""
     def first(*stems):
         for stem in stems:
             for ext in (".nrrd", ".nii.gz", ".nii", ".mha", ".mhd"):
@@ -182,8 +199,13 @@ def find_case_files(folder: Path) -> dict:
         return None
 
     seg = folder / "muscles.seg.nrrd"
-    return {"ff": first("ff", "fat_fraction", "FF"), "water": first("water", "W"), "fat": first("fat", "F"),
-            "segmentation": str(seg) if seg.exists() else first("muscles", "labels", "segmentation")}
+    files = {"ff": first("ff", "fat_fraction", "FF"), "water": first("water", "W"), "fat": first("fat", "F"),
+             "segmentation": str(seg) if seg.exists() else first("muscles", "labels", "segmentation")}
+    if not (files["ff"] or files["water"] or files["fat"]):
+        from .dicom import looks_like_dicom_folder
+        if looks_like_dicom_folder(folder):
+            files["study"] = str(folder)
+    return files
 
 
 def cmd_batch(args) -> int:
@@ -195,9 +217,9 @@ def cmd_batch(args) -> int:
         raise InputError(f"data folder not found: {data}")
     subjects = sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
     cases = [(p, find_case_files(p)) for p in subjects]
-    cases = [(p, f) for p, f in cases if f["ff"] or (f["water"] and f["fat"])]
+    cases = [(p, f) for p, f in cases if f["ff"] or (f["water"] and f["fat"]) or f.get("study")]
     if not cases:
-        raise InputError(f"no subject folders with ff.* or water.*+fat.* images under {data}")
+        raise InputError(f"no subject folders with ff.* or water.*+fat.* images or DICOM files under {data}")
     # every folder and file read (subject folders may be symbolic links to elsewhere), and the model
     reads = [data, *subjects, *(v for _, f in cases for v in f.values()), *model_input_paths(args.model)]
     check_output_folder(args.out, reads, args.overwrite)
@@ -300,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fat", metavar="F", help="fat image")
     p.add_argument("--segmentation", metavar="SEG", help="muscle labelmap or Slicer .seg.nrrd (TA=1 … MG=7, or "
                                                          "segments named after the muscles)")
+    p.add_argument("--study", metavar="DIR", help="DICOM study folder (searched recursively): the water / fat / FF "
+                                                  "series are picked by their DICOM tags and listed")
+    p.add_argument("--series", metavar="KEY", action="append",
+                   help="with --study: use this series (key or UID as listed; repeatable); ROLE=KEY (ROLE ff, water "
+                        "or fat) gives the role when the tags do not")
     add_output_args(p, required=True)
     _add_input_args(p)
     _add_model_args(p)
@@ -307,8 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("batch", help="classify every subject folder under --data; one summary CSV",
-                       description="Each subfolder of --data holding ff.* (or water.* and fat.*) and optionally "
-                                   "muscles.seg.nrrd / muscles.* is classified into --out/<subject>/; "
+                       description="Each subfolder of --data holding ff.* (or water.* and fat.*, or the DICOM "
+                                   "files of a study: series picked by their tags as with classify --study) and "
+                                   "optionally muscles.seg.nrrd / muscles.* is classified into --out/<subject>/; "
                                    "--out/summary.csv has one row per subject. A subject that fails for any "
                                    "reason is a row with its error (the others are still written) and makes the "
                                    "exit status 1.")

@@ -8,6 +8,7 @@ knows about Slicer or torch.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,47 +99,55 @@ class Grid:
         return None
 
 
-def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
+def read_image(path: str | os.PathLike, what: str = "image", notes: list | None = None,
+               role: str | None = None) -> sitk.Image:
     """Read a 3-D scalar image from NRRD, NIfTI, MetaImage (any SimpleITK format) or a DICOM series folder.
 
-    Raises InputError for a missing path, an unreadable file, a 2-D or 4-D image or a multi-component (RGB) image.
-    The returned image is float32.
+    Raises InputError, in one line naming the cause, for a missing or unreadable path (permission denied), a
+    truncated or corrupt compressed file, a file that is not an image, a DICOM folder with missing or uneven slices
+    or several image types (see :mod:`.dicom`), a 2-D or 4-D image or a multi-component (RGB) image. Warnings
+    (NIfTI qform/sform disagreement, uneven DICOM spacing) are appended to ``notes``. ``role`` ('water', 'fat', 'ff')
+    picks one image type out of a DICOM series that holds several. The returned image is float32.
     """
+    from . import filecheck
+
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{what} not found: {p}")
+    notes = [] if notes is None else notes
     try:
-        if p.is_dir():
-            image = _read_dicom_folder(p, what)
+        is_dir = stat.S_ISDIR(os.stat(p).st_mode)
+    except OSError as exc:
+        raise InputError(filecheck.os_error_message(exc, what, p)) from None
+    facts = {}
+    try:
+        if is_dir:
+            from .dicom import read_dicom_folder
+            image = read_dicom_folder(p, what, role=role, notes=notes)
         else:
+            facts = filecheck.check_whole(p, what)
             with warnings.catch_warnings():
                 image = sitk.ReadImage(str(p))
     except InputError:
         raise
     except RuntimeError as exc:
-        raise InputError(f"cannot read {what} {p.name}: not an image file SimpleITK can read "
-                         f"({_first_line(exc)})") from None
+        reason = _first_line(exc)
+        if "Unable to determine ImageIO reader" in reason:
+            reason = "unknown format"
+        raise InputError(f"cannot read {what} {p.name}: not an image file SimpleITK can read ({reason})") from None
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{what} {p.name} has {image.GetNumberOfComponentsPerPixel()} components per voxel "
                          "(RGB or vector image); a scalar volume is needed")
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:
         image = image[:, :, :, 0]
+    if facts.get("dicom") and (image.GetDimension() == 2 or image.GetSize()[2] == 1):
+        raise InputError(f"{what} {p.name} is one DICOM file holding one slice; give the folder of its series, or "
+                         "the study with --study")
     if image.GetDimension() != 3:
         raise InputError(f"{what} {p.name} is {image.GetDimension()}-D; a 3-D axial volume is needed")
+    if "nifti" in facts:
+        note = filecheck.qform_sform_note(facts["nifti"], Grid.of(image).ijk_to_lps(), f"{what} {p.name}")
+        if note:
+            notes.append(note)
     return sitk.Cast(image, sitk.sitkFloat32)
-
-
-def _read_dicom_folder(folder: Path, what: str) -> sitk.Image:
-    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    if not series:
-        raise InputError(f"{what} folder {folder.name} contains no DICOM series")
-    if len(series) > 1:
-        raise InputError(f"{what} folder {folder.name} contains {len(series)} DICOM series; "
-                         "give the folder of one series")
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    return reader.Execute()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -184,10 +193,43 @@ def load_dixon(ff: str | os.PathLike | None = None, water: str | os.PathLike | N
     """
     if ff is None and (water is None or fat is None):
         raise InputError(NEED_FF_OR_WATER_FAT)
-    images = {}
-    for what, path in (("fat-fraction image", ff), ("water image", water), ("fat image", fat)):
-        if path is not None:
-            images[what] = read_image(path, what)
+    given = {what: path for what, path in (("fat-fraction image", ff), ("water image", water), ("fat image", fat))
+             if path is not None}
+    check_distinct_files(given)
+    images, notes = {}, []
+    for what, path in given.items():
+        images[what] = read_image(path, what, notes, role=ROLE_OF[what])
+    series = dixon_from_images(images, ff_unit)
+    series.warnings[:0] = notes
+    return series
+
+
+ROLE_OF = {"fat-fraction image": "ff", "water image": "water", "fat image": "fat"}
+
+
+def check_distinct_files(paths: dict) -> None:
+    """Refuse one file given for two inputs ({what: path}): the same path, a link to it, or a hard link.
+
+    A DICOM folder may be named twice (water and fat in one series, split by their DICOM tags); whether the same
+    images were used twice is then checked on the voxels (:func:`dixon_from_images`).
+    """
+    items = [(what, Path(p)) for what, p in paths.items() if p is not None]
+    for i, (what_a, a) in enumerate(items):
+        for what_b, b in items[i + 1:]:
+            try:
+                same = os.path.samefile(a, b) and not a.is_dir()
+            except OSError:
+                continue  # a missing or unreadable path gets its own message when it is read
+            if same:
+                raise InputError(f"the same file {b.name} is given as the {what_a} and as the {what_b}; "
+                                 "give each input its own file")
+
+
+def dixon_from_images(images: dict, ff_unit: str = "auto") -> DixonSeries:
+    """A DixonSeries from images read by :func:`read_image`, keyed 'fat-fraction image', 'water image', 'fat image'.
+
+    All must share one voxel grid, and no two may hold the same voxels (one image given twice).
+    """
     grids = {what: Grid.of(img) for what, img in images.items()}
     names = list(grids)
     for other in names[1:]:
@@ -195,6 +237,11 @@ def load_dixon(ff: str | os.PathLike | None = None, water: str | os.PathLike | N
         if diff:
             raise InputError(f"{names[0]} and {other} are on different voxel grids: {diff}")
     arrays = {what: sitk.GetArrayFromImage(img).astype(np.float32, copy=False) for what, img in images.items()}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if np.array_equal(arrays[a], arrays[b]):
+                raise InputError(f"the {a} and the {b} have identical voxel values: the same image was given "
+                                 "twice (a copy, or the same DICOM series)")
     return series_from_arrays(grids[names[0]], ff=arrays.get("fat-fraction image"), water=arrays.get("water image"),
                               fat=arrays.get("fat image"), ff_unit=ff_unit)
 
@@ -289,7 +336,7 @@ def read_labels(path: str | os.PathLike, grid: Grid) -> LabelMap:
     if p.name.lower().endswith(".seg.nrrd"):
         labels, label_grid, names = _read_slicer_segmentation(p, notes)
     else:
-        image = read_image(p, "segmentation")
+        image = read_image(p, "segmentation", notes)
         values = np.unique(sitk.GetArrayViewFromImage(image))
         if not np.allclose(values, np.round(values)):
             raise InputError(f"segmentation {p.name} has non-integer values; a labelmap is needed")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .inference import VolumeResult, classify_volume
-from .io import DixonSeries, LabelMap, load_dixon, read_labels, write_image
+from .io import DixonSeries, LabelMap, check_distinct_files, load_dixon, read_labels, write_image
 from .modelfile import Model
 from .outputs import atomic_dir, describe_os_error
 from .scores import ScoreParameters, scores_as_dicts, texture_scores, write_scores_csv
@@ -25,6 +25,8 @@ class CaseInputs:
     fat: str | None = None
     segmentation: str | None = None
     ff_unit: str = "auto"
+    study: str | None = None  # a DICOM study folder: water / fat / FF series picked by their tags (dicom.py)
+    series: tuple = ()  # --series choices within the study: KEY or ROLE=KEY
 
 
 @dataclass
@@ -49,13 +51,14 @@ class CaseResult:
 def analyse_case(inputs: CaseInputs, model: Model, options: CaseOptions = CaseOptions(),
                  progress=None) -> CaseResult:
     """Read the inputs, classify, and score the muscles when a segmentation is given. Writes nothing."""
-    series = load_dixon(inputs.ff, inputs.water, inputs.fat, ff_unit=inputs.ff_unit)
+    series, study_facts = _load_series(inputs)
     labels = read_labels(inputs.segmentation, series.grid) if inputs.segmentation else None
     result = classify_volume(series, model, device=options.device, target_class=options.target_class,
                              batch_size=options.batch_size, progress=progress)
     scores = None
     summary = result.summary()
     summary["inputs"] = {k: (os.path.basename(v) if isinstance(v, str) else v) for k, v in asdict(inputs).items()}
+    summary["inputs"].update(study_facts)
     if labels is not None:
         scores = texture_scores(result.heatmap, labels.labels, labels.names, series.ff, series.grid.spacing,
                                 options.params)
@@ -65,6 +68,16 @@ def analyse_case(inputs: CaseInputs, model: Model, options: CaseOptions = CaseOp
     summary["geometry"] = {"size": list(series.grid.size), "spacing_mm": list(series.grid.spacing),
                            "origin_mm_lps": list(series.grid.origin), "direction": list(series.grid.direction)}
     return CaseResult(series=series, result=result, labels=labels, scores=scores, summary=summary)
+
+
+def _load_series(inputs: CaseInputs) -> tuple[DixonSeries, dict]:
+    """The Dixon series of a case, from image files or a DICOM study; facts about the study's series (or {})."""
+    check_distinct_files({"fat-fraction image": inputs.ff, "water image": inputs.water, "fat image": inputs.fat,
+                          "segmentation": inputs.segmentation})
+    if inputs.study:
+        from .dicom import load_study
+        return load_study(inputs.study, inputs.series, ff_unit=inputs.ff_unit)
+    return load_dixon(inputs.ff, inputs.water, inputs.fat, ff_unit=inputs.ff_unit), {}
 
 
 def write_case(case: CaseResult, out: str | os.PathLike, options: CaseOptions = CaseOptions(),

@@ -52,11 +52,12 @@ def test_grids_must_match_and_the_message_names_the_difference(tmp_path):
     ff = write_nrrd(vol["ff"], tmp_path / "ff.nrrd")
     other = dict(AWKWARD, spacing=(0.9, 1.2, 4.0))
     water = write_nrrd(vol["water"], tmp_path / "water.nrrd", other)
+    fat = write_nrrd(vol["fat"], tmp_path / "fat.nrrd", other)
     with pytest.raises(InputError, match=r"different voxel grids: spacing \(0.9, 1.1, 4\) vs \(0.9, 1.2, 4\)"):
-        load_dixon(ff=ff, water=water, fat=water)
+        load_dixon(ff=ff, water=water, fat=fat)
     moved = write_nrrd(vol["water"], tmp_path / "moved.nrrd", dict(AWKWARD, origin=(0, 0, 0)))
     with pytest.raises(InputError, match="origin"):
-        load_dixon(ff=ff, water=moved, fat=moved)
+        load_dixon(ff=ff, water=moved, fat=water)
 
 
 def test_geometry_is_read_exactly(leg_files):
