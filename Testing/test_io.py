@@ -204,3 +204,54 @@ def test_grid_image_round_trip():
     m = g.ijk_to_lps()
     assert np.allclose(m @ [1, 0, 0, 1], list(img.TransformIndexToPhysicalPoint((1, 0, 0))) + [1])
     assert Grid.from_ijk_to_lps(g.size, m) == g
+
+
+def test_overlapping_segments_keep_their_own_voxels_in_layers(tmp_path, leg_files):
+    """Slicer stores overlapping segments in separate layers; each segment keeps all its voxels (``layers``), the
+    merged ``labels`` (for outlines) shows the later segment on top."""
+    series = load_dixon(ff=leg_files["ff"])
+    labels = leg_volume()["labels"]
+    sol = labels == 5
+    mg = sol & (np.arange(labels.shape[2]) % 2 == 0)  # MG drawn inside the soleus, in its own layer
+    layers = np.stack([mg.astype(np.uint8) * 4, (labels == 1) * 1 + sol * 2]).astype(np.uint8)
+    _write_seg_nrrd(tmp_path / "ov.seg.nrrd", layers, series.grid, [("MG", 4, 0), ("TA", 1, 1), ("Soleus", 2, 1)])
+    lm = read_labels(tmp_path / "ov.seg.nrrd", series.grid)
+    assert lm.layers.shape == (2,) + labels.shape and lm.layers.dtype == np.uint16
+    assert lm.names == {1: "MG", 2: "TA", 3: "Soleus"}
+    np.testing.assert_array_equal(lm.layers[0] == 1, mg)
+    np.testing.assert_array_equal(lm.layers[1] == 3, sol)
+    np.testing.assert_array_equal(lm.labels == 3, sol)  # the later segment on top
+    assert not (lm.labels == 1).any()
+    assert any(f"'MG' and 'Soleus' share {int(mg.sum())} voxels" in w for w in lm.warnings)
+    # restricting to a region (one leg) works on every layer
+    half = np.zeros(labels.shape, bool)
+    half[:, :, : labels.shape[2] // 2 + 4] = True
+    np.testing.assert_array_equal(lm.restricted_to(half).layers[0] == 1, mg & half)
+
+
+def test_seg_nrrd_with_zero_spacing_is_refused_in_one_line(tmp_path, leg_files):
+    series = load_dixon(ff=leg_files["ff"])
+    grid = series.grid
+    _write_seg_nrrd(tmp_path / "z.seg.nrrd", leg_volume()["labels"], grid, [("TA", 1, 0), ("Sol", 5, 0)])
+    raw = (tmp_path / "z.seg.nrrd").read_bytes()
+    head, sep, body = raw.partition(b"\n\n")
+    lines = [b"space directions: (0,0,0) (0,0,0) (0,0,4)" if ln.startswith(b"space directions:") else ln
+             for ln in head.split(b"\n")]
+    (tmp_path / "z.seg.nrrd").write_bytes(b"\n".join(lines) + sep + body)
+    with pytest.raises(InputError, match=r"z.seg.nrrd has an invalid voxel grid \(spacing 0, 0, 4 mm") as info:
+        read_labels(tmp_path / "z.seg.nrrd", grid)
+    assert "\n" not in str(info.value)
+
+
+def test_seg_nrrd_names_are_read_exactly_as_utf8(tmp_path, leg_files):
+    """Slicer writes segment names into the header as UTF-8 bytes; pynrrd decodes the header as ASCII and drops
+    every other byte ("Gastrocnmien latral", a CJK name became empty)."""
+    series = load_dixon(ff=leg_files["ff"])
+    _write_seg_nrrd(tmp_path / "u.seg.nrrd", leg_volume()["labels"], series.grid,
+                    [("NAME_A", 1, 0), ("NAME_B", 5, 0)])
+    raw = (tmp_path / "u.seg.nrrd").read_bytes()
+    head, sep, body = raw.partition(b"\n\n")
+    head = head.replace(b"NAME_A", "Gastrocnémien latéral".encode()).replace(b"NAME_B", "比目鱼肌".encode())
+    (tmp_path / "u.seg.nrrd").write_bytes(head + sep + body)
+    lm = read_labels(tmp_path / "u.seg.nrrd", series.grid)
+    assert lm.names == {1: "Gastrocnémien latéral", 2: "比目鱼肌"}

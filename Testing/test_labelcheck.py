@@ -1,0 +1,79 @@
+"""Does a segmentation lie on this image? Labels shifted, mirrored or of the other leg are flagged with numbers;
+labels as drawn are not."""
+
+import numpy as np
+import pytest
+
+from conftest import AWKWARD, leg_volume, write_nrrd
+from MDTextureLib.io import Grid, series_from_arrays
+from MDTextureLib.labelcheck import label_warnings, outside_body_shares
+from MDTextureLib.phantom.scan import make_scan
+
+
+def _shifted(labels: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``labels`` moved by (dy, dx) voxels in-plane; what leaves the grid is lost."""
+    out = np.zeros_like(labels)
+    ny, nx = labels.shape[1:]
+    out[:, max(dy, 0):ny + min(dy, 0), max(dx, 0):nx + min(dx, 0)] = \
+        labels[:, max(-dy, 0):ny + min(-dy, 0), max(-dx, 0):nx + min(-dx, 0)]
+    return out
+
+
+def test_shares_and_thresholds_on_a_hand_built_case():
+    body = np.zeros((2, 10, 10), bool)
+    body[:, :, :5] = True
+    labels = np.zeros((2, 10, 10), np.uint16)
+    labels[:, 0:5, 0:5] = 1  # 50 voxels inside
+    labels[:, 5:10, 0:5] = 2  # 50 voxels inside ...
+    labels[0, 5, 5] = 2  # ... and 1 outside: 1/51 = 2 %
+    per, overall = outside_body_shares(labels, body)
+    assert per == pytest.approx({1: 0.0, 2: 1 / 51}) and overall == pytest.approx(1 / 101)
+    assert label_warnings(labels, {1: "TA", 2: "Sol"}, body) == []
+    labels[:, 5:8, 5] = 2  # 5 more outside: Sol 6/56 = 10.7 % ≥ 10 %, overall 6/106 = 5.7 %
+    (warning,) = label_warnings(labels, {1: "TA", 2: "Sol"}, body)
+    assert "6% of its labelled voxels lie outside the body (per segment: Sol 11%)" in warning
+    # a layer on top of the body counts once overall, per segment on its own
+    layers = np.stack([labels, np.where(body, 3, 0).astype(np.uint16)])
+    per, overall = outside_body_shares(layers, body)
+    assert per[3] == 0.0 and overall == pytest.approx(6 / 106)  # not 6 / 206
+
+
+@pytest.mark.parametrize("cls, seed", [("DMD", 1), ("CMD", 2), ("normal", 1)])
+def test_phantom_labels_shifted_mirrored_or_of_the_other_leg_are_flagged(cls, seed):
+    scan = make_scan(cls, seed=seed, n_slices=3)
+    grid = Grid((scan.ff.shape[2], scan.ff.shape[1], scan.ff.shape[0]), scan.spacing_mm, scan.origin_mm,
+                scan.direction)
+    body = series_from_arrays(grid, ff=scan.ff).body_mask()
+    names = {1: "TA", 2: "EDL", 3: "Per", 4: "TP", 5: "Sol", 6: "LG", 7: "MG"}
+    assert label_warnings(scan.labels, names, body) == []  # as drawn: no voxel in air
+    d = int(round(30.0 / scan.spacing_mm[0]))
+    for dy, dx in ((0, d), (0, -d), (d, 0), (-d, 0)):  # 30 mm in four directions: 26-46 % in air
+        (warning,) = label_warnings(_shifted(scan.labels, dy, dx), names, body)
+        share = int(warning.split(": ")[1].split("%")[0])
+        assert share >= 20, warning
+    assert label_warnings(scan.labels[:, :, ::-1], names, body)  # mirrored left-right about the image centre
+    # the other leg's labels: mirrored about a sagittal plane 60 mm medial of the leg (legs 120 mm apart)
+    centre_x = int(np.round(np.nonzero(scan.labels)[2].mean()))
+    plane = centre_x + int(round(60.0 / scan.spacing_mm[0]))
+    other = np.zeros_like(scan.labels)
+    cols = np.arange(scan.labels.shape[2])
+    src = 2 * plane - cols
+    ok = (src >= 0) & (src < scan.labels.shape[2])
+    other[:, :, cols[ok]] = scan.labels[:, :, src[ok]]
+    if other.any():
+        (warning,) = label_warnings(other, names, body)
+        assert "100% of its labelled voxels lie outside the body" in warning
+
+
+def test_pipeline_puts_the_warning_into_the_summary(tmp_path, leg_files, model_files):
+    from MDTextureLib.modelfile import load_model
+    from MDTextureLib.pipeline import CaseInputs, analyse_case
+
+    vol = leg_volume()
+    shifted = write_nrrd(_shifted(vol["labels"], 0, 33), tmp_path / "shifted.nrrd")  # 33 px × 0.9 mm ≈ 30 mm
+    model = load_model(model_files)
+    case = analyse_case(CaseInputs(ff=str(leg_files["ff"]), segmentation=str(shifted)), model)
+    assert any("does not fit this image" in w for w in case.summary["warnings"])
+    assert case.labels.warnings == [w for w in case.summary["warnings"] if w in case.labels.warnings]
+    good = analyse_case(CaseInputs(ff=str(leg_files["ff"]), segmentation=str(leg_files["muscles"])), model)
+    assert not any("does not fit" in w for w in good.summary["warnings"])
