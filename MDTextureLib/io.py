@@ -31,6 +31,8 @@ BACKGROUND_FRACTION_OF_P99 = 0.10
 FRACTION_MAX = 1.5
 PERCENT_MAX = 105.0
 NEGATIVE_TOLERANCE = 0.05  # as a fraction: small negatives from noise are clipped, larger ones are an error
+# A segmentation losing more than this share of its volume when brought onto the image grid lies partly outside it.
+LABELS_OUTSIDE_IMAGE_SHARE = 0.10
 NEED_FF_OR_WATER_FAT = "give a fat-fraction image, or both water and fat images"
 
 
@@ -311,12 +313,19 @@ def read_labels(path: str | os.PathLike, grid: Grid) -> LabelMap:
         label_grid, names = Grid.of(image), {}
     if label_grid.mismatch(grid):
         # Only here is an ITK image needed; the usual case (segmentation drawn on the FF grid) stays in numpy.
+        drawn_ml = np.count_nonzero(layers) * label_grid.voxel_volume_mm3 / 1000.0
         reference = grid.image(np.zeros(grid.shape_zyx, np.uint8))
         layers = np.stack([sitk.GetArrayFromImage(sitk.Resample(label_grid.image(np.ascontiguousarray(layer)),
                                                                 reference, sitk.Transform(), sitk.sitkNearestNeighbor,
                                                                 0, sitk.sitkUInt16))
                            for layer in layers])
         notes.append("segmentation resampled (nearest neighbour) onto the fat-fraction grid")
+        kept_ml = np.count_nonzero(layers) * grid.voxel_volume_mm3 / 1000.0
+        # Nearest-neighbour resampling changes a volume by a few % at most; more lost means the labels lie
+        # (partly) outside the image's field of view.
+        if drawn_ml > 0 and kept_ml < (1.0 - LABELS_OUTSIDE_IMAGE_SHARE) * drawn_ml:
+            notes.append(f"only {kept_ml / drawn_ml:.0%} of the segmentation ({kept_ml:.1f} of {drawn_ml:.1f} mL) "
+                         "lies inside the image; the rest is outside its field of view and not scored")
     layers = np.ascontiguousarray(layers, dtype=np.uint16)
     if not layers.any():
         raise InputError(f"segmentation {p.name} has no labelled voxels on the image grid "

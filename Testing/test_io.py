@@ -255,3 +255,19 @@ def test_seg_nrrd_names_are_read_exactly_as_utf8(tmp_path, leg_files):
     (tmp_path / "u.seg.nrrd").write_bytes(head + sep + body)
     lm = read_labels(tmp_path / "u.seg.nrrd", series.grid)
     assert lm.names == {1: "Gastrocnémien latéral", 2: "比目鱼肌"}
+
+
+def test_segmentation_partly_outside_the_image_is_noted_with_its_share(tmp_path, leg_files):
+    series = load_dixon(ff=leg_files["ff"])
+    labels = leg_volume()["labels"]
+    # the same labels on a grid moved 3 slices (12 mm) along z: half of the 6 slices fall outside the image
+    d = np.asarray(AWKWARD["direction"]).reshape(3, 3)
+    moved = dict(AWKWARD, origin=tuple(np.asarray(AWKWARD["origin"]) + d @ np.array([0.0, 0.0, 12.0])))
+    lm = read_labels(write_nrrd(labels, tmp_path / "moved.nrrd", moved), series.grid)
+    np.testing.assert_array_equal(lm.labels[3:], labels[:3])
+    voxel_ml = np.prod(AWKWARD["spacing"]) / 1000
+    whole = np.count_nonzero(labels) * voxel_ml
+    assert any(f"only 50% of the segmentation ({whole / 2:.1f} of {whole:.1f} mL) lies inside the image" in w
+               for w in lm.warnings), lm.warnings
+    fine = read_labels(leg_files["muscles"], series.grid)
+    assert not fine.warnings
