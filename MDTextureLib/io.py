@@ -303,7 +303,7 @@ def read_labels(path: str | os.PathLike, grid: Grid) -> LabelMap:
         raise InputError(f"segmentation not found: {p}")
     notes: list[str] = []
     if p.name.lower().endswith(".seg.nrrd"):
-        layers, label_grid, names = _read_slicer_segmentation(p, notes)
+        layers, label_grid, names = _read_slicer_segmentation(p)
     else:
         image = read_image(p, "segmentation")
         values = np.unique(sitk.GetArrayViewFromImage(image))
@@ -361,7 +361,7 @@ def _overlap_note(layers: np.ndarray, names: dict) -> str | None:
     return f"overlapping segments: {listed}{more}; each segment is scored on its own voxels"
 
 
-def _read_slicer_segmentation(path: Path, notes: list) -> tuple[np.ndarray, Grid, dict]:
+def _read_slicer_segmentation(path: Path) -> tuple[np.ndarray, Grid, dict]:
     """A ``.seg.nrrd`` → ((L, z, y, x) labels, their grid in LPS, {value: segment name}).
 
     Each layer keeps its own voxels; file label values are renumbered 1, 2, … in segment order, so values are
@@ -398,7 +398,8 @@ def _read_slicer_segmentation(path: Path, notes: list) -> tuple[np.ndarray, Grid
         for value, segment in enumerate(segments, start=1):
             if int(segment.get("layer", 0) or 0) == layer:
                 lut[int(segment.get("labelValue", 1))] = value
-                names[value] = exact_names.get(value - 1, str(segment.get("name", segment.get("id", f"Segment_{value}"))))
+                given = segment.get("name", segment.get("id", f"Segment_{value}"))
+                names[value] = exact_names.get(value - 1, str(given))
         layers[layer] = lut[voxels[layer]]
     return layers, Grid.from_ijk_to_lps(layers.shape[:0:-1], ijk_to_lps), names
 
