@@ -84,18 +84,18 @@ def texture_scores(heatmap: np.ndarray, labels: np.ndarray, names: dict, ff: np.
     # Voxel counts, highlighted counts and FF sums per (slice, row), over the labelled voxels only (a small part).
     size = heatmap.shape[0] * n_rows
     area_px, hot_px, ff_sum = np.zeros(size), np.zeros(size), np.zeros(size)
-    hot, ff_flat = heatmap.ravel() >= params.threshold, ff.ravel().astype(np.float64)
-    earlier_rows = []
-    for layer in layers:
-        rows_here = lut[layer.ravel()]
-        for earlier in earlier_rows:
-            rows_here[rows_here == earlier] = 0
-        earlier_rows.append(rows_here)
-        flat = np.flatnonzero(rows_here)
-        index = flat // (heatmap.shape[1] * heatmap.shape[2]) * n_rows + rows_here[flat]
+    heat_flat, ff_flat = heatmap.ravel(), ff.ravel()
+    for k, layer in enumerate(layers):
+        flat = np.flatnonzero(layer)
+        rows_here = lut[layer.ravel()[flat]]
+        for earlier in layers[:k]:
+            rows_here[lut[earlier.ravel()[flat]] == rows_here] = 0
+        keep = rows_here > 0
+        flat, rows_here = flat[keep], rows_here[keep]
+        index = flat // (heatmap.shape[1] * heatmap.shape[2]) * n_rows + rows_here
         area_px += np.bincount(index, minlength=size)
-        hot_px += np.bincount(index, weights=hot[flat], minlength=size)
-        ff_sum += np.bincount(index, weights=ff_flat[flat], minlength=size)
+        hot_px += np.bincount(index, weights=heat_flat[flat] >= params.threshold, minlength=size)
+        ff_sum += np.bincount(index, weights=ff_flat[flat].astype(np.float64), minlength=size)
     area_px, hot_px, ff_sum = (a.reshape(-1, n_rows) for a in (area_px, hot_px, ff_sum))
     rows = []
     for row, muscle in enumerate(order, start=1):
