@@ -271,3 +271,28 @@ def test_segmentation_partly_outside_the_image_is_noted_with_its_share(tmp_path,
                for w in lm.warnings), lm.warnings
     fine = read_labels(leg_files["muscles"], series.grid)
     assert not fine.warnings
+
+
+def test_case_outputs_keep_segment_names_exactly(tmp_path, leg_files, model_files):
+    """End to end: accented and CJK segment names of a .seg.nrrd reach texture_scores.csv (UTF-8) and
+    prediction.json (round-trips exactly); the accented name is matched to its muscle."""
+    import csv
+    import json
+
+    from MDTextureLib.modelfile import load_model
+    from MDTextureLib.pipeline import CaseInputs, CaseOptions, analyse_case, write_case
+
+    series = load_dixon(ff=leg_files["ff"])
+    _write_seg_nrrd(tmp_path / "u.seg.nrrd", leg_volume()["labels"], series.grid, [("NAME_A", 1, 0), ("NAME_B", 5, 0)])
+    raw = (tmp_path / "u.seg.nrrd").read_bytes()
+    head, sep, body = raw.partition(b"\n\n")
+    head = head.replace(b"NAME_A", "Gastrocnémien latéral".encode()).replace(b"NAME_B", "股骨".encode())
+    (tmp_path / "u.seg.nrrd").write_bytes(head + sep + body)
+    case = analyse_case(CaseInputs(ff=str(leg_files["ff"]), segmentation=str(tmp_path / "u.seg.nrrd")),
+                        load_model(model_files))
+    out = write_case(case, tmp_path / "out", CaseOptions(report=False))  # DejaVu Sans has no CJK glyphs
+    rows = {r["muscle"]: r for r in csv.DictReader(open(out / "texture_scores.csv", encoding="utf-8"))}
+    assert rows["LG"]["slices_present"] == "6" and rows["股骨"]["slices_present"] == "6"
+    pred = json.loads((out / "prediction.json").read_text(encoding="utf-8"))
+    segments = {r["muscle"]: r["segments"] for r in pred["texture_scores"]}
+    assert segments["LG"] == ["Gastrocnémien latéral"] and segments["股骨"] == ["股骨"]
