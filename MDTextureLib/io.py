@@ -292,6 +292,23 @@ class LabelMap:
         return LabelMap(np.where(mask_zyx, self.layers, 0).astype(np.uint16), dict(self.names), list(self.warnings))
 
 
+def pack_layers(masks: dict) -> np.ndarray:
+    """{label value: (z, y, x) bool mask} → (L, z, y, x) uint16 layers, as Slicer packs segments: each segment goes
+    into the first layer where it overlaps nothing, else into a new layer. For segments exported one by one (the
+    Slicer module), so that overlapping segments keep all their voxels."""
+    layers: list[np.ndarray] = []
+    for value, mask in masks.items():
+        mask = np.asarray(mask, bool)
+        layer = next((layer for layer in layers if not (layer[mask] > 0).any()), None)
+        if layer is None:
+            layer = np.zeros(mask.shape, np.uint16)
+            layers.append(layer)
+        layer[mask] = value
+    if not layers:
+        raise ValueError("no segments to pack")
+    return np.stack(layers)
+
+
 def read_labels(path: str | os.PathLike, grid: Grid) -> LabelMap:
     """Read a muscle labelmap (any image format) or a Slicer ``.seg.nrrd`` and bring it onto ``grid``.
 

@@ -6,7 +6,7 @@ import SimpleITK as sitk
 
 from conftest import AWKWARD, leg_volume, write_nrrd
 from MDTextureLib.errors import InputError
-from MDTextureLib.io import Grid, load_dixon, normalise_ff, read_image, read_labels
+from MDTextureLib.io import Grid, load_dixon, normalise_ff, pack_layers, read_image, read_labels
 
 
 def test_fraction_and_percent_are_detected_and_converted(tmp_path):
@@ -296,3 +296,17 @@ def test_case_outputs_keep_segment_names_exactly(tmp_path, leg_files, model_file
     pred = json.loads((out / "prediction.json").read_text(encoding="utf-8"))
     segments = {r["muscle"]: r["segments"] for r in pred["texture_scores"]}
     assert segments["LG"] == ["Gastrocnémien latéral"] and segments["股骨"] == ["股骨"]
+
+
+def test_segments_exported_one_by_one_pack_into_layers_like_slicer():
+    a = np.zeros((2, 4, 4), bool)
+    a[:, :2] = True
+    b = np.zeros_like(a)
+    b[:, 1:3] = True  # overlaps a on row 1
+    c = np.zeros_like(a)
+    c[:, 3] = True  # overlaps nothing: joins the first layer
+    layers = pack_layers({1: a, 2: b, 3: c})
+    assert layers.shape == (2, 2, 4, 4) and layers.dtype == np.uint16
+    np.testing.assert_array_equal(layers[0] == 1, a)
+    np.testing.assert_array_equal(layers[1] == 2, b)
+    np.testing.assert_array_equal(layers[0] == 3, c)
