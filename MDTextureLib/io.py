@@ -31,8 +31,6 @@ BACKGROUND_FRACTION_OF_P99 = 0.10
 FRACTION_MAX = 1.5
 PERCENT_MAX = 105.0
 NEGATIVE_TOLERANCE = 0.05  # as a fraction: small negatives from noise are clipped, larger ones are an error
-# A segmentation losing more than this share of its volume when brought onto the image grid lies partly outside it.
-LABELS_OUTSIDE_IMAGE_SHARE = 0.10
 NEED_FF_OR_WATER_FAT = "give a fat-fraction image, or both water and fat images"
 
 
@@ -268,6 +266,10 @@ def ff_from_water_fat(water: np.ndarray, fat: np.ndarray, notes: list | None = N
     ff[body] = f[body] / total[body]
     notes.append("fat fraction derived as F/(W+F) from the water and fat images")
     return ff
+
+
+# A segmentation losing more than this share of its volume when brought onto the image grid lies partly outside it.
+LABELS_OUTSIDE_IMAGE_SHARE = 0.10
 
 
 @dataclass
