@@ -405,7 +405,7 @@ def _read_slicer_segmentation(path: Path) -> tuple[np.ndarray, Grid, dict]:
     if not np.all(np.isfinite(ijk_to_lps)) or np.any(spacing <= 0) or abs(np.linalg.det(ijk_to_lps[:3, :3])) < 1e-12:
         raise InputError(f"segmentation {path.name} has an invalid voxel grid (spacing "
                          f"{', '.join(f'{s:.4g}' for s in spacing)} mm, or axes not independent) in its "
-                         "'space directions'; save it again from Slicer")
+                         "'space directions'; export it again from the tool that drew it")
     segments = list(seg["segments"])
     exact_names = _segment_names_utf8(path)
     names: dict[int, str] = {}
