@@ -80,3 +80,17 @@ def test_pipeline_puts_the_warning_into_the_summary(tmp_path, leg_files, model_f
     assert case.labels.warnings == [w for w in case.summary["warnings"] if w in case.labels.warnings]
     good = analyse_case(CaseInputs(ff=str(leg_files["ff"]), segmentation=str(leg_files["muscles"])), model)
     assert not any("does not fit" in w for w in good.summary["warnings"])
+
+
+def test_labels_on_a_grid_moved_30_mm_are_flagged_after_resampling(tmp_path, leg_files):
+    """The issue's case: the labelmap's origin is 30 mm off, so it is resampled (a generic note) and lands half in
+    air; the check names the share."""
+    from MDTextureLib.io import load_dixon, read_labels
+
+    series = load_dixon(ff=leg_files["ff"])
+    d = np.asarray(AWKWARD["direction"]).reshape(3, 3)
+    moved = dict(AWKWARD, origin=tuple(np.asarray(AWKWARD["origin"]) + d @ np.array([30.0, 0.0, 0.0])))
+    lm = read_labels(write_nrrd(leg_volume()["labels"], tmp_path / "moved.nrrd", moved), series.grid)
+    assert any("resampled" in w for w in lm.warnings)
+    (warning,) = label_warnings(lm.layers, lm.names, series.body_mask())
+    assert "lie outside the body (per segment: Sol" in warning
