@@ -13,6 +13,7 @@ from pathlib import Path
 from .errors import InputError
 from .inference import VolumeResult, classify_volume
 from .io import DixonSeries, LabelMap, check_distinct_files, load_dixon, read_labels, write_image
+from .labelcheck import label_warnings
 from .modelfile import Model
 from .outputs import atomic_dir, describe_os_error
 from .scores import ScoreParameters, scores_as_dicts, texture_scores, write_scores_csv
@@ -53,6 +54,8 @@ def analyse_case(inputs: CaseInputs, model: Model, options: CaseOptions = CaseOp
     """Read the inputs, classify, and score the muscles when a segmentation is given. Writes nothing."""
     series, study_facts = _load_series(inputs)
     labels = read_labels(inputs.segmentation, series.grid) if inputs.segmentation else None
+    if labels is not None:
+        labels.warnings.extend(label_warnings(labels.layers, labels.names, series.body_mask()))
     result = classify_volume(series, model, device=options.device, target_class=options.target_class,
                              batch_size=options.batch_size, progress=progress)
     scores = None
@@ -60,7 +63,7 @@ def analyse_case(inputs: CaseInputs, model: Model, options: CaseOptions = CaseOp
     summary["inputs"] = {k: (os.path.basename(v) if isinstance(v, str) else v) for k, v in asdict(inputs).items()}
     summary["inputs"].update(study_facts)
     if labels is not None:
-        scores = texture_scores(result.heatmap, labels.labels, labels.names, series.ff, series.grid.spacing,
+        scores = texture_scores(result.heatmap, labels.layers, labels.names, series.ff, series.grid.spacing,
                                 options.params)
         summary["warnings"] += labels.warnings
         summary["texture_scores"] = scores_as_dicts(scores)

@@ -4,63 +4,21 @@ For muscle i: m_i = number of axial slices where the muscle is present (area ≥
 those slices where at least ``min_overlap`` of the muscle's voxels lie in the highlighted region
 (heatmap ≥ ``threshold``), and s_i = n_i / m_i. A muscle present on no slice has no score (None), not 0.
 
-Segment names are matched to the seven calf muscles through a tolerant alias table; names that match none are
-scored under their own name.
+Segment names are matched to the seven calf muscles through the alias table of :mod:`.musclenames`; names that match
+none are scored under their own name. Every segment is scored on its own voxels, also where segments overlap (as
+Slicer's Segment Statistics does): labels come as one (z, y, x) map or as Slicer's layers (L, z, y, x).
 """
 
 from __future__ import annotations
 
 import csv
 import os
-import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .constants import MUSCLE_LABELS, MUSCLES
-
-# Abbreviations expanded before matching, so "tib ant", "gastroc lat" and "ext dig long" all resolve.
-_WORD_EXPANSIONS = {
-    "tib": "tibialis", "ant": "anterior", "post": "posterior", "lat": "lateral", "med": "medial",
-    "gastroc": "gastrocnemius", "gastrocn": "gastrocnemius", "gas": "gastrocnemius", "ext": "extensor",
-    "dig": "digitorum", "long": "longus", "brev": "brevis", "per": "peroneus", "peron": "peroneus",
-    "lateralis": "lateral", "medialis": "medial", "peronei": "peroneus", "peroneal": "peroneus",
-    "peroneals": "peroneus", "peroneous": "peroneus", "fibularis": "peroneus", "fibular": "peroneus",
-}
-# Words that say nothing about which muscle it is.
-_NOISE_WORDS = {"m", "mm", "muscle", "muscles", "musculus", "left", "right", "l", "r", "lt", "rt", "head", "the",
-                "and", "of", "calf", "leg", "seg", "segment"}
-
-_ALIASES = {
-    "TA": ["ta", "tibialis anterior", "anterior tibialis", "tibialis anticus"],
-    "EDL": ["edl", "extensor digitorum longus", "extensor digitorum", "edl ehl",
-            "extensor digitorum longus extensor hallucis longus"],
-    "Per": ["per", "pe", "pl", "pb", "peroneus", "peroneus longus", "peroneus brevis",
-            "peroneus longus brevis", "peroneus longus peroneus brevis"],
-    "TP": ["tp", "tibialis posterior", "posterior tibialis", "tibialis posticus"],
-    "Sol": ["sol", "so", "soleus"],
-    "LG": ["lg", "gl", "lateral gastrocnemius", "gastrocnemius lateral", "lgas"],
-    "MG": ["mg", "gm", "medial gastrocnemius", "gastrocnemius medial", "mgas"],
-}
-
-
-def _tokens(name: str) -> tuple:
-    words = re.sub(r"([a-z])([A-Z])", r"\1 \2", str(name))  # camelCase → words
-    words = re.sub(r"[^a-z0-9]+", " ", words.lower()).split()
-    words = [_WORD_EXPANSIONS.get(w, w) for w in words if w not in _NOISE_WORDS and not w.isdigit()]
-    return tuple(words)
-
-
-_LOOKUP = {}
-for _muscle, _names in _ALIASES.items():
-    for _alias in _names + [_muscle]:
-        _LOOKUP[frozenset(_tokens(_alias))] = _muscle
-
-
-def canonical_muscle(name: str) -> str | None:
-    """'Soleus_R' → 'Sol', 'tib ant' → 'TA', 'peroneus longus' → 'Per'; None when the name is no calf muscle."""
-    tokens = _tokens(name)
-    return _LOOKUP.get(frozenset(tokens)) if tokens else None
+from .musclenames import canonical_muscle
 
 
 @dataclass(frozen=True)
@@ -89,9 +47,13 @@ class MuscleScore:
     texture_score: float | None
     mean_ff: float | None  # percent, over all the muscle's voxels
     volume_ml: float
+    # The segment names scored in this row, exactly as given: provenance, not part of the score (a table re-read
+    # from Slicer, which has no such column, still equals the engine's rows).
+    segments: tuple = field(default=(), compare=False)
 
 
 COLUMNS = ("muscle", "label_value", "slices_present", "slices_highlighted", "texture_score", "mean_ff", "volume_ml")
+PARAMETER_COLUMNS = ("threshold", "min_overlap", "min_area_mm2")
 
 
 def texture_scores(heatmap: np.ndarray, labels: np.ndarray, names: dict, ff: np.ndarray, spacing_mm: tuple,
@@ -99,52 +61,64 @@ def texture_scores(heatmap: np.ndarray, labels: np.ndarray, names: dict, ff: np.
     """One row per muscle: the seven calf muscles in canonical order (absent ones with no score), then any
     segments whose names match none of them, under their own name.
 
-    ``heatmap`` (0..1), ``labels`` (integer) and ``ff`` (fraction) are (z, y, x) arrays on one grid;
-    ``spacing_mm`` is (x, y, z); ``names`` maps label value → segment name. Segments that resolve to the same
-    muscle (e.g. peroneus longus and brevis) are scored together.
+    ``heatmap`` (0..1) and ``ff`` (fraction) are (z, y, x) arrays on one grid; ``labels`` is a (z, y, x) labelmap
+    or Slicer's layers (L, z, y, x) on that grid, label values unique across layers; ``spacing_mm`` is (x, y, z);
+    ``names`` maps label value → segment name. Segments that resolve to the same muscle (e.g. peroneus longus and
+    brevis) are scored together, each voxel once; a voxel in two segments of different muscles counts for both.
     """
-    if not (heatmap.shape == labels.shape == ff.shape):
+    layers = labels[None] if labels.ndim == 3 else labels
+    if not (heatmap.shape == layers.shape[1:] == ff.shape) or layers.ndim != 4:
         raise ValueError(f"heatmap {heatmap.shape}, labels {labels.shape} and FF {ff.shape} must share one grid")
     groups: dict[str, list[int]] = {}
     for value, name in sorted(names.items()):
-        groups.setdefault(canonical_muscle(name) or str(name), []).append(int(value))
+        groups.setdefault(canonical_muscle(name) or str(name) or f"label_{value}", []).append(int(value))
+    order = list(MUSCLES) + sorted(k for k in groups if k not in MUSCLES)
+    # Label value → row (1-based; 0 = not scored), then per voxel and layer the row it counts for. A voxel that one
+    # row holds in two layers (longus and brevis overlapping) counts once: later layers drop what earlier ones hold.
+    lut = np.zeros(max(int(layers.max()), max(names, default=0)) + 1, np.int64)
+    for row, muscle in enumerate(order, start=1):
+        lut[groups.get(muscle, [])] = row
+    n_rows = len(order) + 1
     pixel_area_mm2 = float(spacing_mm[0] * spacing_mm[1])
     voxel_ml = pixel_area_mm2 * float(spacing_mm[2]) / 1000.0
-    # One pass over the volume: voxel counts, highlighted counts and FF sums per (slice, label value).
-    # Only labelled voxels matter, a small part of the volume.
-    n_labels = int(labels.max()) + 1 if labels.size else 1
-    flat = np.flatnonzero(labels)
-    slice_of = flat // (labels.shape[1] * labels.shape[2])
-    index = slice_of * n_labels + labels.ravel()[flat]
-    size = labels.shape[0] * n_labels
-    area_px = np.bincount(index, minlength=size).reshape(-1, n_labels)
-    hot_px = np.bincount(index, weights=heatmap.ravel()[flat] >= params.threshold, minlength=size)
-    hot_px = hot_px.reshape(-1, n_labels)
-    ff_sum = np.bincount(index, weights=ff.ravel()[flat].astype(np.float64), minlength=size).reshape(-1, n_labels)
-    order = list(MUSCLES) + sorted(k for k in groups if k not in MUSCLES)
+    # Voxel counts, highlighted counts and FF sums per (slice, row), over the labelled voxels only (a small part).
+    size = heatmap.shape[0] * n_rows
+    area_px, hot_px, ff_sum = np.zeros(size), np.zeros(size), np.zeros(size)
+    heat_flat, ff_flat = heatmap.ravel(), ff.ravel()
+    for k, layer in enumerate(layers):
+        flat = np.flatnonzero(layer)
+        rows_here = lut[layer.ravel()[flat]]
+        for earlier in layers[:k]:
+            rows_here[lut[earlier.ravel()[flat]] == rows_here] = 0
+        keep = rows_here > 0
+        flat, rows_here = flat[keep], rows_here[keep]
+        index = flat // (heatmap.shape[1] * heatmap.shape[2]) * n_rows + rows_here
+        area_px += np.bincount(index, minlength=size)
+        hot_px += np.bincount(index, weights=heat_flat[flat] >= params.threshold, minlength=size)
+        ff_sum += np.bincount(index, weights=ff_flat[flat].astype(np.float64), minlength=size)
+    area_px, hot_px, ff_sum = (a.reshape(-1, n_rows) for a in (area_px, hot_px, ff_sum))
     rows = []
-    for muscle in order:
-        values = [v for v in groups.get(muscle, []) if v < n_labels]
-        area = area_px[:, values].sum(axis=1)
-        hot = hot_px[:, values].sum(axis=1)
+    for row, muscle in enumerate(order, start=1):
+        area, hot_row = area_px[:, row], hot_px[:, row]
         present = area * pixel_area_mm2 >= max(params.min_area_mm2, 1e-9)
-        highlighted = present & (hot >= params.min_overlap * area)
+        highlighted = present & (hot_row >= params.min_overlap * area)
         m, n = int(present.sum()), int(highlighted.sum())
         voxels = int(area.sum())
-        label_value = MUSCLE_LABELS.get(muscle, groups[muscle][0] if groups.get(muscle) else None)
+        values = groups.get(muscle, [])
         rows.append(MuscleScore(
-            muscle=muscle, label_value=label_value, slices_present=m, slices_highlighted=n,
-            texture_score=(n / m) if m else None,
-            mean_ff=float(ff_sum[:, values].sum() / voxels * 100.0) if voxels else None,
-            volume_ml=voxels * voxel_ml))
+            muscle=muscle, label_value=MUSCLE_LABELS.get(muscle, values[0] if values else None),
+            slices_present=m, slices_highlighted=n, texture_score=(n / m) if m else None,
+            mean_ff=float(ff_sum[:, row].sum() / voxels * 100.0) if voxels else None,
+            volume_ml=voxels * voxel_ml, segments=tuple(str(names[v]) for v in values)))
     return rows
 
 
 def write_scores_csv(rows: list[MuscleScore], path: str | os.PathLike, params: ScoreParameters) -> None:
-    """CSV with :data:`COLUMNS` then the parameters (threshold, min_overlap, min_area_mm2) on every row."""
-    with open(path, "w", newline="") as fh:
+    """UTF-8 CSV with :data:`COLUMNS` then the parameters (threshold, min_overlap, min_area_mm2) on every row.
+    A segment that matches no muscle is listed under its name exactly as given (any script)."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(COLUMNS + ("threshold", "min_overlap", "min_area_mm2"))
+        writer.writerow(COLUMNS + PARAMETER_COLUMNS)
         for row in rows:
             writer.writerow([_cell(getattr(row, c)) for c in COLUMNS]
                             + [params.threshold, params.min_overlap, params.min_area_mm2])
@@ -159,4 +133,4 @@ def _cell(value) -> str:
 
 
 def scores_as_dicts(rows: list[MuscleScore]) -> list[dict]:
-    return [asdict(r) for r in rows]
+    return [dict(asdict(r), segments=list(r.segments)) for r in rows]

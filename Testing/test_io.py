@@ -6,7 +6,7 @@ import SimpleITK as sitk
 
 from conftest import AWKWARD, leg_volume, write_nrrd
 from MDTextureLib.errors import InputError
-from MDTextureLib.io import Grid, load_dixon, normalise_ff, read_image, read_labels
+from MDTextureLib.io import Grid, load_dixon, normalise_ff, pack_layers, read_image, read_labels
 
 
 def test_fraction_and_percent_are_detected_and_converted(tmp_path):
@@ -205,3 +205,109 @@ def test_grid_image_round_trip():
     m = g.ijk_to_lps()
     assert np.allclose(m @ [1, 0, 0, 1], list(img.TransformIndexToPhysicalPoint((1, 0, 0))) + [1])
     assert Grid.from_ijk_to_lps(g.size, m) == g
+
+
+def test_overlapping_segments_keep_their_own_voxels_in_layers(tmp_path, leg_files):
+    """Slicer stores overlapping segments in separate layers; each segment keeps all its voxels (``layers``), the
+    merged ``labels`` (for outlines) shows the later segment on top."""
+    series = load_dixon(ff=leg_files["ff"])
+    labels = leg_volume()["labels"]
+    sol = labels == 5
+    mg = sol & (np.arange(labels.shape[2]) % 2 == 0)  # MG drawn inside the soleus, in its own layer
+    layers = np.stack([mg.astype(np.uint8) * 4, (labels == 1) * 1 + sol * 2]).astype(np.uint8)
+    _write_seg_nrrd(tmp_path / "ov.seg.nrrd", layers, series.grid, [("MG", 4, 0), ("TA", 1, 1), ("Soleus", 2, 1)])
+    lm = read_labels(tmp_path / "ov.seg.nrrd", series.grid)
+    assert lm.layers.shape == (2,) + labels.shape and lm.layers.dtype == np.uint16
+    assert lm.names == {1: "MG", 2: "TA", 3: "Soleus"}
+    np.testing.assert_array_equal(lm.layers[0] == 1, mg)
+    np.testing.assert_array_equal(lm.layers[1] == 3, sol)
+    np.testing.assert_array_equal(lm.labels == 3, sol)  # the later segment on top
+    assert not (lm.labels == 1).any()
+    assert any(f"'MG' and 'Soleus' share {int(mg.sum())} voxels" in w for w in lm.warnings)
+    # restricting to a region (one leg) works on every layer
+    half = np.zeros(labels.shape, bool)
+    half[:, :, : labels.shape[2] // 2 + 4] = True
+    np.testing.assert_array_equal(lm.restricted_to(half).layers[0] == 1, mg & half)
+
+
+def test_seg_nrrd_with_zero_spacing_is_refused_in_one_line(tmp_path, leg_files):
+    series = load_dixon(ff=leg_files["ff"])
+    grid = series.grid
+    _write_seg_nrrd(tmp_path / "z.seg.nrrd", leg_volume()["labels"], grid, [("TA", 1, 0), ("Sol", 5, 0)])
+    raw = (tmp_path / "z.seg.nrrd").read_bytes()
+    head, sep, body = raw.partition(b"\n\n")
+    lines = [b"space directions: (0,0,0) (0,0,0) (0,0,4)" if ln.startswith(b"space directions:") else ln
+             for ln in head.split(b"\n")]
+    (tmp_path / "z.seg.nrrd").write_bytes(b"\n".join(lines) + sep + body)
+    with pytest.raises(InputError, match=r"z.seg.nrrd has an invalid voxel grid \(spacing 0, 0, 4 mm") as info:
+        read_labels(tmp_path / "z.seg.nrrd", grid)
+    assert "\n" not in str(info.value)
+
+
+def test_seg_nrrd_names_are_read_exactly_as_utf8(tmp_path, leg_files):
+    """Slicer writes segment names into the header as UTF-8 bytes; pynrrd decodes the header as ASCII and drops
+    every other byte ("Gastrocnmien latral", a CJK name became empty)."""
+    series = load_dixon(ff=leg_files["ff"])
+    _write_seg_nrrd(tmp_path / "u.seg.nrrd", leg_volume()["labels"], series.grid,
+                    [("NAME_A", 1, 0), ("NAME_B", 5, 0)])
+    raw = (tmp_path / "u.seg.nrrd").read_bytes()
+    head, sep, body = raw.partition(b"\n\n")
+    head = head.replace(b"NAME_A", "Gastrocnémien latéral".encode()).replace(b"NAME_B", "比目鱼肌".encode())
+    (tmp_path / "u.seg.nrrd").write_bytes(head + sep + body)
+    lm = read_labels(tmp_path / "u.seg.nrrd", series.grid)
+    assert lm.names == {1: "Gastrocnémien latéral", 2: "比目鱼肌"}
+
+
+def test_segmentation_partly_outside_the_image_is_noted_with_its_share(tmp_path, leg_files):
+    series = load_dixon(ff=leg_files["ff"])
+    labels = leg_volume()["labels"]
+    # the same labels on a grid moved 3 slices (12 mm) along z: half of the 6 slices fall outside the image
+    d = np.asarray(AWKWARD["direction"]).reshape(3, 3)
+    moved = dict(AWKWARD, origin=tuple(np.asarray(AWKWARD["origin"]) + d @ np.array([0.0, 0.0, 12.0])))
+    lm = read_labels(write_nrrd(labels, tmp_path / "moved.nrrd", moved), series.grid)
+    np.testing.assert_array_equal(lm.labels[3:], labels[:3])
+    voxel_ml = np.prod(AWKWARD["spacing"]) / 1000
+    whole = np.count_nonzero(labels) * voxel_ml
+    assert any(f"only 50% of the segmentation ({whole / 2:.1f} of {whole:.1f} mL) lies inside the image" in w
+               for w in lm.warnings), lm.warnings
+    fine = read_labels(leg_files["muscles"], series.grid)
+    assert not fine.warnings
+
+
+def test_case_outputs_keep_segment_names_exactly(tmp_path, leg_files, model_files):
+    """End to end: accented and CJK segment names of a .seg.nrrd reach texture_scores.csv (UTF-8) and
+    prediction.json (round-trips exactly); the accented name is matched to its muscle."""
+    import csv
+    import json
+
+    from MDTextureLib.modelfile import load_model
+    from MDTextureLib.pipeline import CaseInputs, CaseOptions, analyse_case, write_case
+
+    series = load_dixon(ff=leg_files["ff"])
+    _write_seg_nrrd(tmp_path / "u.seg.nrrd", leg_volume()["labels"], series.grid, [("NAME_A", 1, 0), ("NAME_B", 5, 0)])
+    raw = (tmp_path / "u.seg.nrrd").read_bytes()
+    head, sep, body = raw.partition(b"\n\n")
+    head = head.replace(b"NAME_A", "Gastrocnémien latéral".encode()).replace(b"NAME_B", "股骨".encode())
+    (tmp_path / "u.seg.nrrd").write_bytes(head + sep + body)
+    case = analyse_case(CaseInputs(ff=str(leg_files["ff"]), segmentation=str(tmp_path / "u.seg.nrrd")),
+                        load_model(model_files))
+    out = write_case(case, tmp_path / "out", CaseOptions(report=False))  # DejaVu Sans has no CJK glyphs
+    rows = {r["muscle"]: r for r in csv.DictReader(open(out / "texture_scores.csv", encoding="utf-8"))}
+    assert rows["LG"]["slices_present"] == "6" and rows["股骨"]["slices_present"] == "6"
+    pred = json.loads((out / "prediction.json").read_text(encoding="utf-8"))
+    segments = {r["muscle"]: r["segments"] for r in pred["texture_scores"]}
+    assert segments["LG"] == ["Gastrocnémien latéral"] and segments["股骨"] == ["股骨"]
+
+
+def test_segments_exported_one_by_one_pack_into_layers_like_slicer():
+    a = np.zeros((2, 4, 4), bool)
+    a[:, :2] = True
+    b = np.zeros_like(a)
+    b[:, 1:3] = True  # overlaps a on row 1
+    c = np.zeros_like(a)
+    c[:, 3] = True  # overlaps nothing: joins the first layer
+    layers = pack_layers({1: a, 2: b, 3: c})
+    assert layers.shape == (2, 2, 4, 4) and layers.dtype == np.uint16
+    np.testing.assert_array_equal(layers[0] == 1, a)
+    np.testing.assert_array_equal(layers[1] == 2, b)
+    np.testing.assert_array_equal(layers[0] == 3, c)

@@ -1,0 +1,96 @@
+"""Does a segmentation lie on this image? Labels shifted, mirrored or of the other leg are flagged with numbers;
+labels as drawn are not."""
+
+import numpy as np
+import pytest
+
+from conftest import AWKWARD, leg_volume, write_nrrd
+from MDTextureLib.io import Grid, series_from_arrays
+from MDTextureLib.labelcheck import label_warnings, outside_body_shares
+from MDTextureLib.phantom.scan import make_scan
+
+
+def _shifted(labels: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``labels`` moved by (dy, dx) voxels in-plane; what leaves the grid is lost."""
+    out = np.zeros_like(labels)
+    ny, nx = labels.shape[1:]
+    out[:, max(dy, 0):ny + min(dy, 0), max(dx, 0):nx + min(dx, 0)] = \
+        labels[:, max(-dy, 0):ny + min(-dy, 0), max(-dx, 0):nx + min(-dx, 0)]
+    return out
+
+
+def test_shares_and_thresholds_on_a_hand_built_case():
+    body = np.zeros((2, 10, 10), bool)
+    body[:, :, :5] = True
+    labels = np.zeros((2, 10, 10), np.uint16)
+    labels[:, 0:5, 0:5] = 1  # 50 voxels inside
+    labels[:, 5:10, 0:5] = 2  # 50 voxels inside ...
+    labels[0, 5, 5] = 2  # ... and 1 outside: 1/51 = 2 %
+    per, overall = outside_body_shares(labels, body)
+    assert per == pytest.approx({1: 0.0, 2: 1 / 51}) and overall == pytest.approx(1 / 101)
+    assert label_warnings(labels, {1: "TA", 2: "Sol"}, body) == []
+    labels[:, 5:8, 5] = 2  # 5 more outside: Sol 6/56 = 10.7 % ≥ 10 %, overall 6/106 = 5.7 %
+    (warning,) = label_warnings(labels, {1: "TA", 2: "Sol"}, body)
+    assert "6% of its labelled voxels lie outside the body (per segment: Sol 11%)" in warning
+    # a layer on top of the body counts once overall, per segment on its own
+    layers = np.stack([labels, np.where(body, 3, 0).astype(np.uint16)])
+    per, overall = outside_body_shares(layers, body)
+    assert per[3] == 0.0 and overall == pytest.approx(6 / 106)  # not 6 / 206
+
+
+@pytest.mark.parametrize("cls, seed", [("DMD", 1), ("CMD", 2), ("normal", 1)])
+def test_phantom_labels_shifted_mirrored_or_of_the_other_leg_are_flagged(cls, seed):
+    scan = make_scan(cls, seed=seed, n_slices=3)
+    d20 = int(round(20.0 / scan.spacing_mm[0]))
+    ff, labels = _shifted(scan.ff, 0, d20), _shifted(scan.labels, 0, d20)  # the leg 20 mm off the image centre
+    grid = Grid(ff.shape[::-1], scan.spacing_mm, scan.origin_mm, scan.direction)
+    body = series_from_arrays(grid, ff=ff).body_mask()
+    names = {1: "TA", 2: "EDL", 3: "Per", 4: "TP", 5: "Sol", 6: "LG", 7: "MG"}
+    assert label_warnings(labels, names, body) == []  # as drawn: no voxel in air
+    d = int(round(30.0 / scan.spacing_mm[0]))
+    for dy, dx in ((0, d), (0, -d), (d, 0), (-d, 0)):  # 30 mm in four directions
+        (warning,) = label_warnings(_shifted(labels, dy, dx), names, body)
+        share = int(warning.split(": ")[1].split("%")[0])
+        assert share >= 10, warning
+    # mirrored left-right about the image centre (a viewer's flipped convention): 40 mm off and mirrored
+    (warning,) = label_warnings(labels[:, :, ::-1], names, body)
+    # the other leg's labels: mirrored about a sagittal plane 60 mm medial of this leg (legs 120 mm apart); what
+    # stays in the field of view lies in air
+    centre_x = int(np.round(np.nonzero(labels)[2].mean()))
+    plane = centre_x - int(round(60.0 / scan.spacing_mm[0]))
+    cols = np.arange(labels.shape[2])
+    src = 2 * plane - cols
+    ok = (src >= 0) & (src < labels.shape[2])
+    other = np.zeros_like(labels)
+    other[:, :, cols[ok]] = labels[:, :, src[ok]]
+    assert other.any()
+    (warning,) = label_warnings(other, names, body)
+    assert "100% of its labelled voxels lie outside the body" in warning
+
+
+def test_pipeline_puts_the_warning_into_the_summary(tmp_path, leg_files, model_files):
+    from MDTextureLib.modelfile import load_model
+    from MDTextureLib.pipeline import CaseInputs, analyse_case
+
+    vol = leg_volume()
+    shifted = write_nrrd(_shifted(vol["labels"], 0, 33), tmp_path / "shifted.nrrd")  # 33 px × 0.9 mm ≈ 30 mm
+    model = load_model(model_files)
+    case = analyse_case(CaseInputs(ff=str(leg_files["ff"]), segmentation=str(shifted)), model)
+    assert any("does not fit this image" in w for w in case.summary["warnings"])
+    assert case.labels.warnings == [w for w in case.summary["warnings"] if w in case.labels.warnings]
+    good = analyse_case(CaseInputs(ff=str(leg_files["ff"]), segmentation=str(leg_files["muscles"])), model)
+    assert not any("does not fit" in w for w in good.summary["warnings"])
+
+
+def test_labels_on_a_grid_moved_30_mm_are_flagged_after_resampling(tmp_path, leg_files):
+    """The issue's case: the labelmap's origin is 30 mm off, so it is resampled (a generic note) and lands half in
+    air; the check names the share."""
+    from MDTextureLib.io import load_dixon, read_labels
+
+    series = load_dixon(ff=leg_files["ff"])
+    d = np.asarray(AWKWARD["direction"]).reshape(3, 3)
+    moved = dict(AWKWARD, origin=tuple(np.asarray(AWKWARD["origin"]) + d @ np.array([30.0, 0.0, 0.0])))
+    lm = read_labels(write_nrrd(leg_volume()["labels"], tmp_path / "moved.nrrd", moved), series.grid)
+    assert any("resampled" in w for w in lm.warnings)
+    (warning,) = label_warnings(lm.layers, lm.names, series.body_mask())
+    assert "lie outside the body (per segment: Sol" in warning
