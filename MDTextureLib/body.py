@@ -45,6 +45,11 @@ MAX_JUMP_SHARE = 0.45
 WHOLE_COMPONENT_MAX_TIMES_CORE = 1.5
 
 
+#: Connectivity within a slice only (4-neighbours in y, x; none across z): per-slice components in one labelling.
+IN_PLANE_CONNECTIVITY = np.array([np.zeros((3, 3), bool), ndimage.generate_binary_structure(2, 1),
+                                  np.zeros((3, 3), bool)])
+
+
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     """Otsu's threshold (maximal between-class variance) of ``values`` on a ``bins``-bin histogram."""
     v = np.asarray(values, dtype=np.float64).ravel()
@@ -62,11 +67,16 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(edges[1:][int(np.argmax(between[:-1]))])
 
 
-def _in_plane(radius_px: int) -> np.ndarray:
-    """A (1, 2r+1, 2r+1) disc: morphology acts within slices, never across them (slices may be 4 mm apart)."""
+def _grow(mask_zyx: np.ndarray, radius_px: int) -> np.ndarray:
+    """Dilation by a (2r+1)² square within each slice (separable, so fast; slices may be 4 mm apart: never across)."""
     r = max(int(radius_px), 0)
-    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-    return (yy ** 2 + xx ** 2 <= r * r)[None]
+    return ndimage.maximum_filter(mask_zyx, size=(1, 2 * r + 1, 2 * r + 1), mode="constant", cval=False)
+
+
+def _shrink(mask_zyx: np.ndarray, radius_px: int) -> np.ndarray:
+    """Erosion by a (2r+1)² square within each slice; outside the image counts as inside (no erosion at borders)."""
+    r = max(int(radius_px), 0)
+    return ndimage.minimum_filter(mask_zyx, size=(1, 2 * r + 1, 2 * r + 1), mode="nearest")
 
 
 def clean_mask(mask_zyx: np.ndarray, spacing_xy_mm: tuple, min_island_mm2: float = MIN_ISLAND_MM2,
@@ -77,13 +87,11 @@ def clean_mask(mask_zyx: np.ndarray, spacing_xy_mm: tuple, min_island_mm2: float
     mask = np.asarray(mask_zyx, dtype=bool).copy()
     pixel_mm2 = float(spacing_xy_mm[0]) * float(spacing_xy_mm[1])
     min_px = max(1, int(np.ceil(min_island_mm2 / pixel_mm2)))
-    for k in range(mask.shape[0]):
-        labels, n = ndimage.label(mask[k])
-        if n:
-            sizes = np.bincount(labels.ravel())
-            small = sizes < min_px
-            small[0] = False
-            mask[k][small[labels]] = False
+    labels, n = ndimage.label(mask, structure=IN_PLANE_CONNECTIVITY)  # per-slice components, all slices at once
+    if n:
+        small = np.bincount(labels.ravel()) < min_px
+        small[0] = False
+        mask[small[labels]] = False
     labels, n = ndimage.label(mask)
     if n > 1:
         sizes = np.bincount(labels.ravel())[1:]
@@ -94,21 +102,36 @@ def clean_mask(mask_zyx: np.ndarray, spacing_xy_mm: tuple, min_island_mm2: float
     # Closing first: a thin bridge of tissue between a bone and the skin may be missing, which would open the bone's
     # cortex ring to the outside and keep the marrow from being filled.
     close_px = max(1, int(round(CLOSE_MM / min(float(spacing_xy_mm[0]), float(spacing_xy_mm[1])))))
-    mask = ndimage.binary_closing(np.pad(mask, ((0, 0), (close_px, close_px), (close_px, close_px))),
-                                  structure=_in_plane(close_px))[:, close_px:-close_px, close_px:-close_px]
-    for k in range(mask.shape[0]):
-        mask[k] = ndimage.binary_fill_holes(mask[k])
-    return mask
+    return fill_holes_per_slice(mask | _shrink(_grow(mask, close_px), close_px))
+
+
+def fill_holes_per_slice(mask_zyx: np.ndarray) -> np.ndarray:
+    """Each slice's holes filled: background regions (in-plane connected) that do not reach the slice's border."""
+    mask = np.asarray(mask_zyx, dtype=bool)
+    labels, n = ndimage.label(~mask, structure=IN_PLANE_CONNECTIVITY)
+    if not n:
+        return mask.copy()
+    border = np.zeros(n + 1, bool)
+    for edge in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
+        border[np.unique(edge)] = True
+    border[0] = True  # label 0 is the mask itself
+    return mask | ~border[labels]
 
 
 def noise_floor(magnitude_zyx: np.ndarray, tissue_zyx: np.ndarray, spacing_xy_mm: tuple) -> float:
-    """The magnitude from which a voxel holds signal, measured in the air (voxels more than RIM_MM + 2 pixels
-    away from ``tissue_zyx``): NOISE_FLOOR_TIMES_AIR_MEDIAN × their median; 0 when there is no air to measure."""
-    r = int(np.ceil(RIM_MM / min(spacing_xy_mm[:2]))) + 2
-    air = ~ndimage.binary_dilation(tissue_zyx, structure=_in_plane(r))
-    if air.sum() < 100:
+    """The magnitude from which a voxel holds signal, measured in the air: NOISE_FLOOR_TIMES_AIR_MEDIAN × the median
+    of the voxels outside the tissue's in-plane bounding box grown by RIM_MM + 2 pixels; 0 when there is no air
+    there to measure (the body fills the field of view, or the scanner set the air to 0)."""
+    plane = np.asarray(tissue_zyx).any(axis=0)
+    if not plane.any():
         return 0.0
-    return NOISE_FLOOR_TIMES_AIR_MEDIAN * float(np.median(magnitude_zyx[air]))
+    r = int(np.ceil(RIM_MM / min(spacing_xy_mm[:2]))) + 2
+    ys, xs = np.nonzero(plane)
+    air = np.ones(plane.shape, bool)
+    air[max(ys.min() - r, 0):ys.max() + r + 1, max(xs.min() - r, 0):xs.max() + r + 1] = False
+    if air.sum() * magnitude_zyx.shape[0] < 100:
+        return 0.0
+    return NOISE_FLOOR_TIMES_AIR_MEDIAN * float(np.median(magnitude_zyx[:, air]))
 
 
 def body_mask_from_magnitude(magnitude_zyx: np.ndarray, spacing_xy_mm: tuple) -> np.ndarray:
@@ -124,7 +147,7 @@ def body_mask_from_magnitude(magnitude_zyx: np.ndarray, spacing_xy_mm: tuple) ->
     tissue = m > otsu_threshold(clipped.ravel()[::step])
     floor = noise_floor(m, tissue, spacing_xy_mm)
     rim_px = int(np.ceil(RIM_MM / min(spacing_xy_mm[:2])))
-    near = ndimage.binary_dilation(tissue, structure=_in_plane(rim_px))
+    near = _grow(tissue, rim_px)
     return clean_mask(tissue | (near & (m > floor)), spacing_xy_mm)
 
 
@@ -156,8 +179,8 @@ def body_mask_from_ff(ff_zyx: np.ndarray, spacing_xy_mm: tuple, full_scale: floa
     ff = np.nan_to_num(np.asarray(ff_zyx, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     nonzero = ff != 0
     smooth = nonzero & (jump_share(ff, JUMP_FRACTION_OF_SCALE * float(full_scale)) <= MAX_JUMP_SHARE)
-    smooth = ndimage.binary_opening(smooth, structure=_in_plane(1))  # lone pixels of air that happened to agree
-    grown = ndimage.binary_dilation(smooth, structure=_in_plane(JUMP_WINDOW_RADIUS_PX)) & nonzero
+    smooth = ndimage.binary_opening(smooth, structure=IN_PLANE_CONNECTIVITY)  # lone air pixels that happened to agree
+    grown = _grow(smooth, JUMP_WINDOW_RADIUS_PX) & nonzero
     for k in range(ff.shape[0]):
         # Where the scanner masked the air to 0, a slice's non-zero component around the smooth core is the body
         # itself (rim and rough diseased patches included): take it whole. Where the air is noise, the non-zero
