@@ -224,7 +224,8 @@ def series_from_arrays(grid: Grid, ff: np.ndarray | None = None, water: np.ndarr
         if water is not None and fat is not None:
             body = body_masks.body_mask_from_magnitude(_magnitude(water) + _magnitude(fat), spacing_xy)
         else:
-            body = body_masks.body_mask_from_ff(ff_raw, spacing_xy, full_scale=_full_scale(ff_raw))
+            full_scale = ffcheck.UNIT_SCALES.get(ff_unit) or _full_scale(ff_raw)
+            body = body_masks.body_mask_from_ff(ff_raw, spacing_xy, full_scale=full_scale)
         ff_a, unit = _to_fraction(ff_raw, ff_unit, notes, body)
         outside = (ff_a != 0) & ~body
         if body.any() and outside.any():
@@ -235,8 +236,7 @@ def series_from_arrays(grid: Grid, ff: np.ndarray | None = None, water: np.ndarr
             ff_a[outside] = 0.0
     else:
         body = body_masks.body_mask_from_magnitude(_magnitude(water) + _magnitude(fat), spacing_xy)
-        ff_a, unit = ff_from_water_fat(water, fat, notes, body=body, spacing_xy_mm=spacing_xy), \
-            "derived from water and fat"
+        ff_a, unit = ff_from_water_fat(water, fat, body=body, spacing_xy_mm=spacing_xy), "derived from water and fat"
     _note_body_size(body, notes)
     if body.any():
         ffcheck.report_swap(ffcheck.check_swap(ff_a, body, spacing_xy), ff_a.shape[0], notes, derived)
@@ -305,13 +305,13 @@ def _to_fraction(ff: np.ndarray, unit: str, notes: list, body: np.ndarray | None
     return ffcheck.clip_to_range(ff, body, unit, notes), unit
 
 
-def ff_from_water_fat(water: np.ndarray, fat: np.ndarray, notes: list | None = None,
-                      body: np.ndarray | None = None, spacing_xy_mm: tuple = (1.0, 1.0)) -> np.ndarray:
+def ff_from_water_fat(water: np.ndarray, fat: np.ndarray, body: np.ndarray | None = None,
+                      spacing_xy_mm: tuple = (1.0, 1.0)) -> np.ndarray:
     """FF = F / (W + F) on magnitudes inside the body where W + F is above the air's noise floor; 0 elsewhere.
 
-    ``body`` defaults to the body mask of W + F (:func:`MDTextureLib.body.body_mask_from_magnitude`).
+    ``body`` defaults to the body mask of W + F (:func:`MDTextureLib.body.body_mask_from_magnitude`). How FF was
+    made is recorded as the series' ``ff_unit`` ("derived from water and fat"), not as a warning.
     """
-    notes = [] if notes is None else notes
     w, f = _magnitude(water), _magnitude(fat)
     total = w + f
     if not np.any(total):
@@ -321,7 +321,6 @@ def ff_from_water_fat(water: np.ndarray, fat: np.ndarray, notes: list | None = N
     signal = body & (total > body_masks.noise_floor(total, body, spacing_xy_mm))
     ff = np.zeros(total.shape, dtype=np.float32)
     ff[signal] = f[signal] / total[signal]
-    notes.append("fat fraction derived as F/(W+F) from the water and fat images, inside the body mask")
     return ff
 
 

@@ -68,11 +68,11 @@ def report_figure(ff: np.ndarray, heatmap: np.ndarray, result_summary: dict, spa
 
     slices = pick_slices(ff.shape[0])
     n_cols = max(len(slices), 3)
-    notes = warning_lines(result_summary.get("warnings") or [], width=int(18 * n_cols))
+    notes = warning_lines(result_summary.get("warnings") or [], width=int(13 * 3.0 * n_cols))  # 8 pt: ~14 chars/inch
     notes_in = 0.16 * len(notes) + (0.2 if notes else 0.0)  # figure height the text block needs
-    fig = plt.figure(figsize=(3.0 * n_cols, 7.2 + notes_in), dpi=90)
-    grid = fig.add_gridspec(2, n_cols, height_ratios=[1.25, 1.0],
-                            bottom=(notes_in + 0.45) / (7.2 + notes_in) if notes else 0.08)
+    height_in = 7.2 + notes_in
+    fig = plt.figure(figsize=(3.0 * n_cols, height_in), dpi=90)
+    grid = fig.add_gridspec(2, n_cols, height_ratios=[1.25, 1.0])
     aspect = spacing_mm[1] / spacing_mm[0]
     for col, k in enumerate(slices):
         ax = fig.add_subplot(grid[0, col])
@@ -111,10 +111,9 @@ def report_figure(ff: np.ndarray, heatmap: np.ndarray, result_summary: dict, spa
     head = f"{title}  verdict: {verdict}  (" + ", ".join(f"{c} {probs[c]:.2f}" for c in CLASSES) + ")"
     head += f"   heatmap: ICAM of {result_summary['target_class']}"
     fig.suptitle(head.strip(), fontsize=10)
+    fig.tight_layout(rect=(0, notes_in / height_in, 1, 1))  # the plots above the warnings' block
     if notes:
         # Warnings in dark red under the plots: a result with warnings must not look like one without.
-        fig.text(0.01, (notes_in - 0.05) / (7.2 + notes_in), "\n".join(notes), ha="left", va="top", fontsize=8,
+        fig.text(0.01, (notes_in - 0.05) / height_in, "\n".join(notes), ha="left", va="top", fontsize=8,
                  color="#8b0000", family="monospace")
-    else:
-        fig.tight_layout()
     return fig

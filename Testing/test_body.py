@@ -171,3 +171,13 @@ def test_report_shows_every_warning():
     assert "2 warnings" in text
     import matplotlib.pyplot as plt
     plt.close(fig)
+
+
+def test_prediction_carries_the_body_fraction(leg_files, model_files):
+    from MDTextureLib.modelfile import load_model
+    from MDTextureLib.pipeline import CaseInputs, analyse_case
+
+    case = analyse_case(CaseInputs(ff=str(leg_files["ff"])), load_model(model_files))
+    # conftest's leg: an ellipse with semi-axes 0.38 × the image's sides, so π · 0.38² of the image
+    assert case.summary["body_fraction"] == pytest.approx(np.pi * 0.38 ** 2, abs=0.01)
+    assert case.summary["body_fraction"] == round(case.series.body_fraction, 4)
