@@ -57,10 +57,13 @@ def refuse_degenerate(ff: np.ndarray, what: str = "fat-fraction image") -> None:
     n = int(ff.size)
     if not np.any(ff):
         raise InputError(f"{what} is all zero ({n} voxels): nothing to classify")
+    lo, hi = float(ff.min()), float(ff.max())
+    if lo == hi:
+        raise InputError(f"{what} has the same value {lo:.4g} in all {n} voxels: not a fat-fraction map")
+    if not np.array_equal(ff, np.round(ff)):  # any fractional value: no labelmap (and no costly np.unique)
+        return
     values = np.unique(ff)
-    if values.size == 1:
-        raise InputError(f"{what} has the same value {float(values[0]):.4g} in all {n} voxels: not a fat-fraction map")
-    if values.size <= LABEL_MAX_DISTINCT and np.array_equal(values, np.round(values)):
+    if values.size <= LABEL_MAX_DISTINCT:
         shown = ", ".join(f"{v:g}" for v in values[:8]) + (", …" if values.size > 8 else "")
         raise InputError(f"{what} holds only {values.size} distinct integer values ({shown}): it looks like a "
                          "labelmap; give segmentations with --segmentation and a fat-fraction map with --ff")

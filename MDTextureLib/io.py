@@ -226,14 +226,15 @@ def series_from_arrays(grid: Grid, ff: np.ndarray | None = None, water: np.ndarr
         else:
             full_scale = ffcheck.UNIT_SCALES.get(ff_unit) or _full_scale(ff_raw)
             body = body_masks.body_mask_from_ff(ff_raw, spacing_xy, full_scale=full_scale)
-        ff_a, unit = _to_fraction(ff_raw, ff_unit, notes, body)
-        outside = (ff_a != 0) & ~body
+        # Outside the body first, so that the unit and range checks count only the body's voxels.
+        outside = (ff_raw != 0) & ~body
         if body.any() and outside.any():
             n_out = int(np.count_nonzero(outside))
-            if n_out > 0.01 * ff_a.size:  # more than specks: tell the user what was removed
-                notes.append(f"FF outside the body set to 0 in {n_out} voxels ({100 * n_out / ff_a.size:.1f} % of "
+            if n_out > 0.01 * ff_raw.size:  # more than specks: tell the user what was removed
+                notes.append(f"FF outside the body set to 0 in {n_out} voxels ({100 * n_out / ff_raw.size:.1f} % of "
                              "the image: noise in the air)")
-            ff_a[outside] = 0.0
+            ff_raw[outside] = 0.0
+        ff_a, unit = _to_fraction(ff_raw, ff_unit, notes, body)
     else:
         body = body_masks.body_mask_from_magnitude(_magnitude(water) + _magnitude(fat), spacing_xy)
         ff_a, unit = ff_from_water_fat(water, fat, body=body, spacing_xy_mm=spacing_xy), "derived from water and fat"
@@ -262,14 +263,14 @@ def _finite_ff(ff: np.ndarray, notes: list) -> np.ndarray:
 
 
 def _full_scale(ff: np.ndarray) -> float:
-    """The FF value of pure fat in the image's own unit (1, 100 or 1000) as detected on all non-zero voxels, for the
-    body mask, which comes before the body-based unit detection; 1 when no unit fits (detection then explains)."""
+    """The FF value of pure fat in the image's own unit (1, 100 or 1000), for the body mask, which comes before the
+    body-based unit detection: the unit whose full scale is nearest (in ratio) to the 99th percentile of all
+    non-zero voxels, air included (air noise may spread beyond full scale in signed maps, never by 3x)."""
     values = np.abs(ff[ff != 0])
-    p99 = float(np.percentile(values, 99)) if values.size else 1.0
-    for unit in ("fraction", "percent", "permille"):
-        if p99 <= 1.05 * ffcheck.UNIT_SCALES[unit]:
-            return ffcheck.UNIT_SCALES[unit]
-    return 1.0
+    if not values.size:
+        return 1.0
+    p99 = max(float(np.percentile(values, 99)), 1e-12)
+    return min(ffcheck.UNIT_SCALES.values(), key=lambda scale: abs(np.log(p99 / scale)))
 
 
 def _note_body_size(body: np.ndarray, notes: list) -> None:

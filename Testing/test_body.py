@@ -95,6 +95,18 @@ def test_body_from_an_ff_map_with_noise_in_the_air(scans):
         assert any("outside the body" in w for w in series.warnings), series.warnings
 
 
+def test_a_signed_percent_map_with_noise_beyond_its_range_in_the_air(scans):
+    """Air of a signed reconstruction: FF noise from −90 % to 180 %. Neither the unit nor the body may follow it."""
+    scan = scans["normal"]
+    truth = true_body(scan)
+    pct = scan.ff * 100
+    pct[~truth] = np.random.default_rng(0).normal(50, 40, int((~truth).sum()))
+    series = series_from_arrays(grid_of(scan), ff=pct)
+    assert series.ff_unit == "percent"
+    assert iou(series.body_mask(), truth) > 0.93
+    assert np.all(series.ff[~series.body_mask()] == 0)
+
+
 def test_body_from_a_masked_ff_map_and_in_percent(scans):
     from MDTextureLib.body import body_mask_from_ff
 
