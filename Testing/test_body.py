@@ -193,3 +193,18 @@ def test_prediction_carries_the_body_fraction(leg_files, model_files):
     # conftest's leg: an ellipse with semi-axes 0.38 × the image's sides, so π · 0.38² of the image
     assert case.summary["body_fraction"] == pytest.approx(np.pi * 0.38 ** 2, abs=0.01)
     assert case.summary["body_fraction"] == round(case.series.body_fraction, 4)
+
+
+def test_two_phantom_legs_side_by_side_give_two_bodies(scans):
+    """Both legs of a field of view stay in the mask, each as its own component (the legs are split later)."""
+    from MDTextureLib.body import body_mask_from_ff, body_mask_from_magnitude
+
+    right, left = scans["DMD"], scans["normal"]
+    assert right.ff.shape == left.ff.shape
+    side = lambda a, b: np.concatenate([a, b[:, :, ::-1]], axis=2)  # noqa: E731  (left leg mirrored)
+    truth = side(true_body(right), true_body(left))
+    for mask in (body_mask_from_magnitude(side(right.water + right.fat, left.water + left.fat), right.spacing_mm[:2]),
+                 body_mask_from_ff(side(right.ff, left.ff), right.spacing_mm[:2])):
+        _, n = ndimage.label(mask)
+        assert n == 2
+        assert iou(mask, truth) > 0.98
