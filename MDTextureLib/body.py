@@ -15,7 +15,8 @@ Two routes:
   the scanner pass the same test (pairs with a zero voxel are not counted).
 
 Both routes end in :func:`clean_mask`: small islands removed (mm²), the largest connected components kept (up to two:
-a field of view may hold both legs, which are split later), holes filled per slice (marrow, cortex, vessels).
+a field of view may hold both legs, which are split later), narrow gaps closed and holes filled per slice (marrow,
+cortex, vessels).
 """
 
 from __future__ import annotations
@@ -181,16 +182,14 @@ def body_mask_from_ff(ff_zyx: np.ndarray, spacing_xy_mm: tuple, full_scale: floa
     smooth = nonzero & (jump_share(ff, JUMP_FRACTION_OF_SCALE * float(full_scale)) <= MAX_JUMP_SHARE)
     smooth = ndimage.binary_opening(smooth, structure=IN_PLANE_CONNECTIVITY)  # lone air pixels that happened to agree
     grown = _grow(smooth, JUMP_WINDOW_RADIUS_PX) & nonzero
-    for k in range(ff.shape[0]):
-        # Where the scanner masked the air to 0, a slice's non-zero component around the smooth core is the body
-        # itself (rim and rough diseased patches included): take it whole. Where the air is noise, the non-zero
-        # component is the whole image, far larger than the core: keep the grown core.
-        labels, n = ndimage.label(nonzero[k])
-        if not n or not smooth[k].any():
-            continue
-        area = np.bincount(labels.ravel())
-        core = np.bincount(labels[smooth[k]], minlength=n + 1)
+    # Where the scanner masked the air to 0, a slice's non-zero component around the smooth core is the body itself
+    # (rim and rough diseased patches included): take it whole. Where the air is noise, the non-zero component is the
+    # whole slice, far larger than the core: keep the grown core.
+    labels, n = ndimage.label(nonzero, structure=IN_PLANE_CONNECTIVITY)
+    if n:
+        area = np.bincount(labels.ravel(), minlength=n + 1)
+        core = np.bincount(labels[smooth], minlength=n + 1)
         whole = (core > 0) & (area <= WHOLE_COMPONENT_MAX_TIMES_CORE * core)
         whole[0] = False
-        grown[k] |= whole[labels]
+        grown |= whole[labels]
     return clean_mask(grown, spacing_xy_mm)
