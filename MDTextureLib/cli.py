@@ -62,8 +62,9 @@ def positive_int(text: str) -> int:
 
 def _add_input_args(p: argparse.ArgumentParser) -> None:
     """Options every command that reads Dixon images shares."""
-    p.add_argument("--ff-unit", choices=("auto", "fraction", "percent"), default="auto",
-                   help="unit of the fat-fraction images (default: detected)")
+    p.add_argument("--ff-unit", choices=("auto", "fraction", "percent", "permille"), default="auto",
+                   help="unit of the fat-fraction images: fraction 0-1, percent 0-100, permille 0-1000 "
+                        "(default: detected)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -17,21 +17,17 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from . import body as body_masks
+from . import ffcheck
 from .errors import InputError
 
 # Two grids are "the same" when spacing, origin and direction agree to this tolerance (mm, or unitless for
 # direction cosines). DICOM and NIfTI round-trips introduce float noise around 1e-6.
 GRID_TOLERANCE = 1e-4
 
-# Where W+F is below this fraction of its 99th percentile, the voxel is background (air) and FF is set to 0.
-# Muscle W+F is ~50 % of fat's, noise in air is a few %, so 10 % separates them with margin on both sides.
-BACKGROUND_FRACTION_OF_P99 = 0.10
-
-# FF stored as a fraction never exceeds 1 by more than noise; as percent it reaches tens. Values above 105 %
-# are not a fat fraction at all.
-FRACTION_MAX = 1.5
-PERCENT_MAX = 105.0
-NEGATIVE_TOLERANCE = 0.05  # as a fraction: small negatives from noise are clipped, larger ones are an error
+# FF plausibility (units, range, swaps) lives in ffcheck; the body mask in body. A body covering less than this share
+# of the image is reported: the leg may be outside the field of view, or the image is not a leg.
+SMALL_BODY_FRACTION = 0.02
 NEED_FF_OR_WATER_FAT = "give a fat-fraction image, or both water and fat images"
 
 
@@ -168,29 +164,39 @@ class DixonSeries:
 
     ff: np.ndarray
     grid: Grid
-    ff_unit: str  # "fraction", "percent" or "derived from water and fat"
+    ff_unit: str  # "fraction", "percent", "permille" or "derived from water and fat"
     water: np.ndarray | None = None
     fat: np.ndarray | None = None
     warnings: list = field(default_factory=list)
+    body: np.ndarray | None = field(default=None, repr=False)  # the body mask once computed; see body_mask()
 
     @property
     def n_slices(self) -> int:
         return int(self.ff.shape[0])
 
     def body_mask(self) -> np.ndarray:
-        """Voxels inside the body: signal above background when water+fat are known, else FF above zero."""
-        if self.water is not None and self.fat is not None:
-            total = np.abs(self.water) + np.abs(self.fat)
-            return total > BACKGROUND_FRACTION_OF_P99 * max(float(np.percentile(total, 99)), 1e-12)
-        return self.ff > 0
+        """Voxels inside the body (leg or legs), (z, y, x) bool, computed once: from the magnitude W + F when water
+        and fat are known, else from the FF image (see :mod:`MDTextureLib.body`)."""
+        if self.body is None:
+            spacing_xy = self.grid.spacing[:2]
+            if self.water is not None and self.fat is not None:
+                self.body = body_masks.body_mask_from_magnitude(np.abs(self.water) + np.abs(self.fat), spacing_xy)
+            else:
+                self.body = body_masks.body_mask_from_ff(self.ff, spacing_xy)
+        return self.body
+
+    @property
+    def body_fraction(self) -> float:
+        """Share of the image's voxels inside the body."""
+        return float(np.count_nonzero(self.body_mask()) / max(self.body_mask().size, 1))
 
 
 def load_dixon(ff: str | os.PathLike | None = None, water: str | os.PathLike | None = None,
                fat: str | os.PathLike | None = None, ff_unit: str = "auto") -> DixonSeries:
     """Read a Dixon series. FF alone, FF with water and fat, or water and fat alone (FF derived) are accepted.
 
-    All given images must share one voxel grid. FF stored as a fraction or as percent is detected (or forced
-    with ``ff_unit='fraction'|'percent'``) and converted to a fraction.
+    All given images must share one voxel grid. FF stored as a fraction, percent or per mille is detected (or
+    forced with ``ff_unit='fraction'|'percent'|'permille'``) and converted to a fraction.
     """
     if ff is None and (water is None or fat is None):
         raise InputError(NEED_FF_OR_WATER_FAT)
@@ -251,26 +257,49 @@ def series_from_arrays(grid: Grid, ff: np.ndarray | None = None, water: np.ndarr
                        fat: np.ndarray | None = None, ff_unit: str = "auto") -> DixonSeries:
     """A DixonSeries from (z, y, x) arrays already known to lie on ``grid`` (files, or Slicer volume nodes).
 
-    FF is converted to a fraction (unit detected or forced), or derived from water and fat when absent.
+    The body mask comes from the magnitude W + F when water and fat are given, else from the FF image. FF is
+    checked (:mod:`MDTextureLib.ffcheck`), converted to a fraction (unit detected or forced) or derived from water
+    and fat, and set to 0 outside the body. Refused: degenerate or implausible FF, a body-wide water/fat swap.
     """
     if ff is None and (water is None or fat is None):
         raise InputError(NEED_FF_OR_WATER_FAT)
     notes: list[str] = []
-    if ff is not None:
-        ff_a, unit = normalise_ff(ff, ff_unit, notes)
+    spacing_xy = grid.spacing[:2]
+    derived = ff is None
+    if not derived:
+        ff_raw = _finite_ff(ff, notes)
+        ffcheck.refuse_degenerate(ff_raw)
+        if water is not None and fat is not None:
+            body = body_masks.body_mask_from_magnitude(_magnitude(water) + _magnitude(fat), spacing_xy)
+        else:
+            full_scale = ffcheck.UNIT_SCALES.get(ff_unit) or _full_scale(ff_raw)
+            body = body_masks.body_mask_from_ff(ff_raw, spacing_xy, full_scale=full_scale)
+        # Outside the body first, so that the unit and range checks count only the body's voxels.
+        outside = (ff_raw != 0) & ~body
+        if body.any() and outside.any():
+            n_out = int(np.count_nonzero(outside))
+            if n_out > 0.01 * ff_raw.size:  # more than specks: tell the user what was removed
+                notes.append(f"FF outside the body set to 0 in {n_out} voxels ({100 * n_out / ff_raw.size:.1f} % of "
+                             "the image: noise in the air)")
+            ff_raw[outside] = 0.0
+        ff_a, unit = _to_fraction(ff_raw, ff_unit, notes, body)
     else:
-        ff_a, unit = ff_from_water_fat(water, fat, notes), "derived from water and fat"
+        body = body_masks.body_mask_from_magnitude(_magnitude(water) + _magnitude(fat), spacing_xy)
+        ff_a, unit = ff_from_water_fat(water, fat, body=body, spacing_xy_mm=spacing_xy), "derived from water and fat"
+    _note_body_size(body, notes)
+    if body.any():
+        ffcheck.report_swap(ffcheck.check_swap(ff_a, body, spacing_xy), ff_a.shape[0], notes, derived)
     if ff_a.shape[0] < 3:
         notes.append(f"only {ff_a.shape[0]} axial slice(s): 3-slice stacks repeat the edge slice")
-    return DixonSeries(ff=ff_a, grid=grid, ff_unit=unit, water=water, fat=fat, warnings=notes)
+    return DixonSeries(ff=ff_a, grid=grid, ff_unit=unit, water=water, fat=fat, warnings=notes, body=body)
 
 
-def normalise_ff(ff: np.ndarray, unit: str = "auto", notes: list | None = None) -> tuple[np.ndarray, str]:
-    """Return (FF as a fraction in [0, 1], detected unit). NaN/Inf are set to 0 with a note.
+def _magnitude(image: np.ndarray) -> np.ndarray:
+    return np.abs(np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0))
 
-    Raises InputError for FF clearly below 0 or above 100 %, and for an image that is all NaN.
-    """
-    notes = [] if notes is None else notes
+
+def _finite_ff(ff: np.ndarray, notes: list) -> np.ndarray:
+    """A float32 copy of ``ff`` with NaN/Inf set to 0 (with a note); InputError when nothing is finite."""
     ff = np.array(ff, dtype=np.float32, copy=True)
     bad = ~np.isfinite(ff)
     if bad.all():
@@ -278,40 +307,69 @@ def normalise_ff(ff: np.ndarray, unit: str = "auto", notes: list | None = None) 
     if bad.any():
         notes.append(f"{int(bad.sum())} NaN/Inf voxels in the fat-fraction image were masked (set to 0)")
         ff[bad] = 0.0
-    hi, lo = float(ff.max()), float(ff.min())
-    if unit == "auto":
-        if hi <= FRACTION_MAX:
-            unit = "fraction"
-        elif hi <= PERCENT_MAX:
-            unit = "percent"
-        else:
-            raise InputError(f"fat-fraction image has values up to {hi:.4g}, above 100 %: is it a fat image?")
-    elif unit not in ("fraction", "percent"):
-        raise InputError(f"unknown FF unit {unit!r}; use auto, fraction or percent")
-    scale = 100.0 if unit == "percent" else 1.0
-    if hi / scale > PERCENT_MAX / 100.0:
-        raise InputError(f"fat-fraction image has values up to {hi:.4g} {unit}, above 100 %")
-    if lo / scale < -NEGATIVE_TOLERANCE:
-        raise InputError(f"fat-fraction image has negative values (down to {lo:.4g} {unit})")
-    ff /= scale
-    if lo < 0 or ff.max() > 1:
-        notes.append("fat fraction clipped to [0, 100] % (small excursions from noise)")
-    np.clip(ff, 0.0, 1.0, out=ff)
-    return ff, unit
+    return ff
 
 
-def ff_from_water_fat(water: np.ndarray, fat: np.ndarray, notes: list | None = None) -> np.ndarray:
-    """FF = F / (W + F) on magnitudes, 0 in background where W + F is near zero."""
+def _full_scale(ff: np.ndarray) -> float:
+    """The FF value of pure fat in the image's own unit (1, 100 or 1000), for the body mask, which comes before the
+    body-based unit detection: the unit whose full scale is nearest (in ratio) to the 99th percentile of all
+    non-zero voxels, air included (air noise may spread beyond full scale in signed maps, never by 3x)."""
+    values = np.abs(ff[ff != 0])
+    if not values.size:
+        return 1.0
+    p99 = max(float(np.percentile(values, 99)), 1e-12)
+    return min(ffcheck.UNIT_SCALES.values(), key=lambda scale: abs(np.log(p99 / scale)))
+
+
+def _note_body_size(body: np.ndarray, notes: list) -> None:
+    share = float(np.count_nonzero(body)) / max(body.size, 1)
+    if share == 0:
+        notes.append("no body found in the image (no region of tissue-like signal): the verdict means little")
+    elif share < SMALL_BODY_FRACTION:
+        notes.append(f"the body covers only {100 * share:.2g} % of the image ({int(np.count_nonzero(body))} voxels): "
+                     "is the leg in the field of view?")
+
+
+def normalise_ff(ff: np.ndarray, unit: str = "auto", notes: list | None = None,
+                 body: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """Return (FF as a fraction in [0, 1], its unit: 'fraction', 'percent' or 'permille'). NaN/Inf are set to 0
+    with a note; statistics are taken over ``body`` (else over the non-zero voxels).
+
+    Raises InputError for an all-zero, constant or label-like image, a unit that cannot be told, and FF clearly
+    outside 0–100 % in more than a few voxels; a few such voxels are clipped with a note that counts them.
+    """
     notes = [] if notes is None else notes
-    w, f = np.abs(np.nan_to_num(water)), np.abs(np.nan_to_num(fat))
+    ff = _finite_ff(ff, notes)
+    ffcheck.refuse_degenerate(ff)
+    return _to_fraction(ff, unit, notes, body)
+
+
+def _to_fraction(ff: np.ndarray, unit: str, notes: list, body: np.ndarray | None) -> tuple[np.ndarray, str]:
+    """``ff`` (finite, float32, modified in place) divided by its unit's full scale and clipped to [0, 1]."""
+    if unit == "auto":
+        unit = ffcheck.detect_unit(ff, body)
+    elif unit not in ffcheck.UNIT_SCALES:
+        raise InputError(f"unknown FF unit {unit!r}; use {', '.join(ffcheck.UNIT_CHOICES)}")
+    ff /= ffcheck.UNIT_SCALES[unit]
+    return ffcheck.clip_to_range(ff, body, unit, notes), unit
+
+
+def ff_from_water_fat(water: np.ndarray, fat: np.ndarray, body: np.ndarray | None = None,
+                      spacing_xy_mm: tuple = (1.0, 1.0)) -> np.ndarray:
+    """FF = F / (W + F) on magnitudes inside the body where W + F is above the air's noise floor; 0 elsewhere.
+
+    ``body`` defaults to the body mask of W + F (:func:`MDTextureLib.body.body_mask_from_magnitude`). How FF was
+    made is recorded as the series' ``ff_unit`` ("derived from water and fat"), not as a warning.
+    """
+    w, f = _magnitude(water), _magnitude(fat)
     total = w + f
-    floor = BACKGROUND_FRACTION_OF_P99 * float(np.percentile(total, 99))
-    if floor <= 0:
+    if not np.any(total):
         raise InputError("water and fat images are empty (all zero)")
-    ff = np.zeros_like(total, dtype=np.float32)
-    body = total > floor
-    ff[body] = f[body] / total[body]
-    notes.append("fat fraction derived as F/(W+F) from the water and fat images")
+    if body is None:
+        body = body_masks.body_mask_from_magnitude(total, spacing_xy_mm)
+    signal = body & (total > body_masks.noise_floor(total, body, spacing_xy_mm))
+    ff = np.zeros(total.shape, dtype=np.float32)
+    ff[signal] = f[signal] / total[signal]
     return ff
 
 

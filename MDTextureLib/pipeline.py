@@ -68,6 +68,7 @@ def analyse_case(inputs: CaseInputs, model: Model, options: CaseOptions = CaseOp
         summary["warnings"] += labels.warnings
         summary["texture_scores"] = scores_as_dicts(scores)
     summary["texture_score_parameters"] = asdict(options.params)
+    summary["body_fraction"] = round(series.body_fraction, 4)  # share of the image inside the body mask
     summary["geometry"] = {"size": list(series.grid.size), "spacing_mm": list(series.grid.spacing),
                            "origin_mm_lps": list(series.grid.origin), "direction": list(series.grid.direction)}
     return CaseResult(series=series, result=result, labels=labels, scores=scores, summary=summary)

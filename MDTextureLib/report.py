@@ -30,19 +30,49 @@ def _outline_muscles(ax, labels_2d: np.ndarray, names: dict) -> None:
         ax.contour(labels_2d == value, levels=[0.5], colors=[colour], linewidths=0.6)
 
 
+def warning_lines(warnings: list, width: int) -> list[str]:
+    """The warnings as display lines: a heading with their count, then each warning wrapped at ``width`` characters
+    (at spaces only, so joining the lines with spaces gives the warning back)."""
+    import textwrap
+
+    if not warnings:
+        return []
+    lines = [f"{len(warnings)} warning{'s' if len(warnings) > 1 else ''} (also in prediction.json):"]
+    for w in warnings:
+        wrapped = textwrap.wrap(str(w), width=width, break_long_words=False, break_on_hyphens=False)
+        lines += ["• " + wrapped[0]] + ["  " + part for part in wrapped[1:]]
+    return lines
+
+
 def write_report(path: str | os.PathLike, ff: np.ndarray, heatmap: np.ndarray, result_summary: dict,
                  spacing_mm: tuple, scores: list | None = None, title: str = "", labels: np.ndarray | None = None,
                  label_names: dict | None = None) -> None:
-    """Write ``report.png``: FF slices with the heatmap overlaid (and muscle outlines when ``labels`` are given),
-    slice probabilities, texture scores as bars."""
+    """Write ``report.png`` (see :func:`report_figure`)."""
+    import matplotlib.pyplot as plt
+
+    fig = report_figure(ff, heatmap, result_summary, spacing_mm, scores, title, labels, label_names)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def report_figure(ff: np.ndarray, heatmap: np.ndarray, result_summary: dict, spacing_mm: tuple,
+                  scores: list | None = None, title: str = "", labels: np.ndarray | None = None,
+                  label_names: dict | None = None):
+    """The report as a matplotlib Figure: FF slices with the heatmap overlaid (and muscle outlines when ``labels``
+    are given), slice probabilities, texture scores as bars, and every warning of ``result_summary`` in a text block
+    under them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     slices = pick_slices(ff.shape[0])
-    fig = plt.figure(figsize=(3.0 * max(len(slices), 3), 7.2), dpi=90)
-    grid = fig.add_gridspec(2, max(len(slices), 3), height_ratios=[1.25, 1.0])
+    n_cols = max(len(slices), 3)
+    notes = warning_lines(result_summary.get("warnings") or [], width=int(13 * 3.0 * n_cols))  # 8 pt: ~14 chars/inch
+    notes_in = 0.16 * len(notes) + (0.2 if notes else 0.0)  # figure height the text block needs
+    height_in = 7.2 + notes_in
+    fig = plt.figure(figsize=(3.0 * n_cols, height_in), dpi=90)
+    grid = fig.add_gridspec(2, n_cols, height_ratios=[1.25, 1.0])
     aspect = spacing_mm[1] / spacing_mm[0]
     for col, k in enumerate(slices):
         ax = fig.add_subplot(grid[0, col])
@@ -81,6 +111,9 @@ def write_report(path: str | os.PathLike, ff: np.ndarray, heatmap: np.ndarray, r
     head = f"{title}  verdict: {verdict}  (" + ", ".join(f"{c} {probs[c]:.2f}" for c in CLASSES) + ")"
     head += f"   heatmap: ICAM of {result_summary['target_class']}"
     fig.suptitle(head.strip(), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    fig.tight_layout(rect=(0, notes_in / height_in, 1, 1))  # the plots above the warnings' block
+    if notes:
+        # Warnings in dark red under the plots: a result with warnings must not look like one without.
+        fig.text(0.01, (notes_in - 0.05) / height_in, "\n".join(notes), ha="left", va="top", fontsize=8,
+                 color="#8b0000", family="monospace")
+    return fig
