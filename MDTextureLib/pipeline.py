@@ -107,6 +107,25 @@ def scores_per_leg(result: VolumeResult, labels: LabelMap, series: DixonSeries, 
     return out
 
 
+def write_leg_scores_csv(leg_scores: dict, path: Path, params: ScoreParameters) -> None:
+    """One table for both legs: the usual columns (as ``write_scores_csv`` writes them) after a ``leg`` column."""
+    import csv
+
+    header, rows = None, []
+    for side, scores in leg_scores.items():
+        part = path.with_name(f".{side}.{path.name}")
+        write_scores_csv(scores, part, params)
+        with open(part, newline="") as fh:
+            table = list(csv.reader(fh))
+        part.unlink()
+        header = ["leg"] + table[0]
+        rows += [[side] + row for row in table[1:]]
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
 def dicom_laterality(path: str | None) -> str | None:
     """The DICOM Laterality (0020,0060) or Image Laterality (0020,0062) of a DICOM series folder, else None."""
     if not path or not os.path.isdir(path):
@@ -135,13 +154,15 @@ def write_case(case: CaseResult, out: str | os.PathLike, options: CaseOptions = 
     out = Path(out)
     with atomic_dir(out) as tmp:
         write_image(case.result.heatmap, case.series.grid, tmp / "heatmap.nrrd", compress=options.compress)
-        if case.scores is not None:
+        if len(case.result.legs) > 1 and case.leg_scores:
+            write_leg_scores_csv(case.leg_scores, tmp / "texture_scores.csv", options.params)
+        elif case.scores is not None:
             write_scores_csv(case.scores, tmp / "texture_scores.csv", options.params)
         if options.report:
             from .report import write_report
             write_report(tmp / "report.png", case.series.ff, case.result.heatmap, case.summary,
                          case.series.grid.spacing, case.scores, title=title,
                          labels=case.labels.labels if case.labels else None,
-                         label_names=case.labels.names if case.labels else None)
+                         label_names=case.labels.names if case.labels else None, leg_scores=case.leg_scores)
         (tmp / "prediction.json").write_text(json.dumps(case.summary, indent=2) + "\n")
     return out

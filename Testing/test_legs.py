@@ -1,0 +1,117 @@
+"""Both legs: a field of view with two legs is split, each leg classified in its own window as it would be alone, the
+heatmap covers both, scores per leg; one leg's side from its anatomy, the user, or a warned assumption."""
+
+import csv
+import json
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from MDTextureLib.inference import classify_volume
+from MDTextureLib.io import Grid, series_from_arrays
+from MDTextureLib.modelfile import default_model_path, load_model
+from MDTextureLib.phantom import make_scan
+
+MATRIX, PIXEL_MM = 144, 1.2
+
+
+@lru_cache(maxsize=None)
+def shipped_model():
+    return load_model(default_model_path())
+
+
+@lru_cache(maxsize=None)
+def phantom(cls, seed):
+    return make_scan(cls, seed=seed, n_slices=8, matrix=MATRIX, pixel_mm=PIXEL_MM)
+
+
+def series_of(ff, origin_x=None):
+    half = (MATRIX - 1) / 2.0 * PIXEL_MM
+    grid = Grid(ff.shape[::-1], (PIXEL_MM, PIXEL_MM, 4.0), (-half if origin_x is None else origin_x, -half, 0.0),
+                (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
+    return series_from_arrays(grid, ff=np.ascontiguousarray(ff))
+
+
+def both_legs():
+    """A DMD right leg at −x and a normal left leg (a mirrored phantom) at +x, in one 288-column volume."""
+    dmd, normal = phantom("DMD", 1), phantom("normal", 0)
+    ff = np.concatenate([dmd.ff, normal.ff[:, :, ::-1]], axis=2)
+    labels = np.concatenate([dmd.labels, normal.labels[:, :, ::-1]], axis=2)
+    return dmd, normal, ff, labels
+
+
+def test_two_legs_each_get_their_own_verdict():
+    """Acceptance (issue 11): each leg's verdict in the two-leg volume equals that leg's verdict alone; the heatmap
+    covers both legs (each leg's part is its heatmap alone, moved), the top-level verdict is the more abnormal leg's
+    and the disagreement is warned."""
+    dmd, normal, ff, _ = both_legs()
+    model = shipped_model()
+    alone = {"right": classify_volume(series_of(dmd.ff), model, device="cpu"),
+             "left": classify_volume(series_of(normal.ff), model, device="cpu")}
+    assert alone["right"].verdict == "DMD" and alone["left"].verdict == "normal"
+    both = classify_volume(series_of(ff, origin_x=-MATRIX * PIXEL_MM), model, device="cpu")
+    assert [leg.side for leg in both.legs] == ["right", "left"]
+    assert [leg.side_source for leg in both.legs] == ["position", "position"]
+    for leg in both.legs:
+        assert leg.verdict == alone[leg.side].verdict, leg.side
+        np.testing.assert_allclose(leg.probabilities, alone[leg.side].probabilities, atol=0.02)
+    assert both.verdict == "DMD"
+    assert any("legs disagree" in w and "right leg DMD" in w and "left leg normal" in w for w in both.warnings)
+    heat = both.heatmap
+    assert heat.shape == ff.shape
+    # the same up to a sub-pixel shift of the window (a few noise voxels in the air change the leg's centroid)
+    for part, own in ((heat[:, :, :MATRIX], alone["right"].heatmap), (heat[:, :, MATRIX:],
+                                                                     alone["left"].heatmap[:, :, ::-1])):
+        assert np.abs(part - own).max() < 0.05 and np.abs(part - own).mean() < 1e-3
+        assert np.corrcoef(part.ravel(), own.ravel())[0, 1] > 0.999
+    legs = both.summary()["legs"]
+    assert [(leg["side"], leg["verdict"]) for leg in legs] == [("right", "DMD"), ("left", "normal")]
+    assert len(legs[0]["per_slice"]) == 8 and legs[1]["mirrored"] is True
+
+
+def test_two_legs_scores_per_leg_in_json_and_csv(tmp_path):
+    """Texture scores per leg and muscle when the segmentation covers both legs; the CSV gets a leg column."""
+    from test_orientation import write
+
+    from MDTextureLib.pipeline import CaseInputs, analyse_case, write_case
+    from MDTextureLib.scores import texture_scores
+
+    dmd, _, ff, labels = both_legs()
+    geometry = ((PIXEL_MM, PIXEL_MM, 4.0), (-MATRIX * PIXEL_MM, -85.8, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
+    inputs = CaseInputs(ff=write(ff, geometry, tmp_path / "ff.nrrd"),
+                        segmentation=write(labels.astype(np.uint16), geometry, tmp_path / "muscles.nrrd"))
+    case = analyse_case(inputs, shipped_model())
+    assert sorted(case.leg_scores) == ["left", "right"]
+    alone = classify_volume(series_of(dmd.ff), shipped_model(), device="cpu")
+    expected = texture_scores(alone.heatmap, dmd.labels, {v: m for v, m in enumerate(
+        ("TA", "EDL", "Per", "TP", "Sol", "LG", "MG"), start=1)}, dmd.ff, (PIXEL_MM, PIXEL_MM, 4.0))
+    for got, want in zip(case.leg_scores["right"], expected):
+        assert got.muscle == want.muscle and got.texture_score == pytest.approx(want.texture_score, abs=0.05)
+    write_case(case, tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "prediction.json").read_text())
+    assert [leg["side"] for leg in summary["legs"]] == ["right", "left"]
+    assert all(len(leg["texture_scores"]) == 7 for leg in summary["legs"])
+    with open(tmp_path / "out" / "texture_scores.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 14 and {r["leg"] for r in rows} == {"right", "left"}
+
+
+def test_one_leg_side_from_anatomy_option_or_assumed():
+    from MDTextureLib.legs import find_legs
+
+    s = phantom("normal", 0)
+    body = s.ff > 0
+    spacing = (PIXEL_MM, PIXEL_MM, 4.0)
+    assert [(leg.side, leg.side_source) for leg in find_legs(s.ff, body, spacing)] == [("right", "anatomy")]
+    mirrored = find_legs(s.ff[:, :, ::-1], body[:, :, ::-1], spacing, side="right")
+    assert (mirrored[0].side, mirrored[0].side_source) == ("left", "anatomy")
+    assert any("--side says right but the bones say left" in w for w in mirrored[0].warnings)
+    # a leg without visible bones: DICOM laterality, then --side, then assumed right with a warning
+    blob = np.zeros((4, 60, 60), np.float32)
+    blob[:, 10:50, 10:50] = 0.3
+    assert find_legs(blob, blob > 0, spacing, laterality="L")[0].side_source == "DICOM laterality"
+    assert find_legs(blob, blob > 0, spacing, side="left")[0].side == "left"
+    assumed = find_legs(blob, blob > 0, spacing)[0]
+    assert (assumed.side, assumed.side_source) == ("right", "assumed")
+    assert any("could not be determined" in w for w in assumed.warnings)
