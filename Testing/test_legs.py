@@ -115,3 +115,18 @@ def test_one_leg_side_from_anatomy_option_or_assumed():
     assumed = find_legs(blob, blob > 0, spacing)[0]
     assert (assumed.side, assumed.side_source) == ("right", "assumed")
     assert any("could not be determined" in w for w in assumed.warnings)
+
+
+def test_cli_side_option_reaches_the_result(tmp_path):
+    """``classify --side left`` on a one-leg image whose bones do not show: the leg is read as a left leg."""
+    from test_orientation import write
+
+    from MDTextureLib.cli import main
+
+    blob = np.zeros((4, 60, 60), np.float32)
+    blob[:, 10:50, 10:50] = 0.3
+    ff = write(blob, ((1.2, 1.2, 4.0), (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)), tmp_path / "ff.nrrd")
+    assert main(["classify", "--ff", ff, "--out", str(tmp_path / "out"), "--side", "left", "--quiet",
+                 "--no-report", "--device", "cpu"]) == 0
+    leg = json.loads((tmp_path / "out" / "prediction.json").read_text())["legs"][0]
+    assert (leg["side"], leg["side_from"], leg["mirrored"]) == ("left", "--side", True)
