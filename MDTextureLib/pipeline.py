@@ -160,9 +160,12 @@ def write_case(case: CaseResult, out: str | os.PathLike, options: CaseOptions = 
             write_scores_csv(case.scores, tmp / "texture_scores.csv", options.params)
         if options.report:
             from .report import write_report
-            write_report(tmp / "report.png", case.series.ff, case.result.heatmap, case.summary,
-                         case.series.grid.spacing, case.scores, title=title,
-                         labels=case.labels.labels if case.labels else None,
+            # the picture shows axial slices in the canonical (radiological) view, whatever the storage order
+            orient = case.result.orientation.reordering() if case.result.orientation is not None else None
+            show = orient.to_canonical if orient is not None else (lambda a: a)
+            write_report(tmp / "report.png", show(case.series.ff), show(case.result.heatmap), case.summary,
+                         orient.spacing_xyz_mm if orient is not None else case.series.grid.spacing, case.scores,
+                         title=title, labels=show(case.labels.labels) if case.labels else None,
                          label_names=case.labels.names if case.labels else None, leg_scores=case.leg_scores)
         (tmp / "prediction.json").write_text(json.dumps(case.summary, indent=2) + "\n")
     return out

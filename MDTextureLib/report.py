@@ -97,7 +97,11 @@ def write_report(path: str | os.PathLike, ff: np.ndarray, heatmap: np.ndarray, r
     head = f"{title}  verdict: {verdict}  (" + ", ".join(f"{c} {probs[c]:.2f}" for c in CLASSES) + ")"
     if len(legs) > 1:
         head += "  | " + ", ".join(f"{leg['side']} leg {leg['verdict']}" for leg in legs)
-    head += f"   heatmap: ICAM of {result_summary['target_class']}"
+    leg_targets = {leg["target_class"] for leg in legs}
+    if len(leg_targets) > 1:  # each leg's heatmap shows its own verdict's class, scaled to that leg's maximum
+        head += "   heatmap: each leg's ICAM of " + ", ".join(f"{leg['target_class']} ({leg['side']})" for leg in legs)
+    else:
+        head += f"   heatmap: ICAM of {result_summary['target_class']}"
     fig.suptitle(head.strip(), fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
