@@ -150,7 +150,10 @@ class VolumeResult:
             "n_slices": int(self.slice_probabilities.shape[0]),
             "ff_unit_detected": self.ff_unit,
             "model": {"name": self.model_name, "sha256": self.model_sha256},
-            "heatmap": {"method": "ICAM (Cai et al. Eq. 2), ReLU, scaled to [0, 1] by its volume maximum",
+            "heatmap": {"method": "ICAM (Cai et al. Eq. 2), ReLU, scaled to [0, 1] by its volume maximum"
+                                  + ("; with two legs each leg's part shows its own verdict's class (unless a target "
+                                     "class was asked for) scaled by that leg's own maximum"
+                                     if len(self.legs) > 1 else ""),
                         "map_size": list(self.class_maps.shape[-2:])},
             "warnings": list(self.warnings),
             "legs": [leg.summary() for leg in self.legs],
@@ -159,9 +162,17 @@ class VolumeResult:
         }
 
 
-def model_inputs(series: DixonSeries, model: Model, device: torch.device | str = "cpu", side: str | None = None,
-                 laterality: str | None = None, notes: list | None = None
-                 ) -> tuple[torch.Tensor, list[StackGeometry], list[Leg], Orientation]:
+def model_inputs(series: DixonSeries, model: Model, device: torch.device | str = "cpu"
+                 ) -> tuple[torch.Tensor, StackGeometry]:
+    """The network's input for every slice, (legs·Z, 3, S, S) as ``classify_volume`` builds it, and the first leg's
+    window geometry (the only one for a one-leg image)."""
+    stacks, geometries, _, _ = leg_inputs(series, model, device)
+    return stacks, geometries[0]
+
+
+def leg_inputs(series: DixonSeries, model: Model, device: torch.device | str = "cpu", side: str | None = None,
+               laterality: str | None = None, notes: list | None = None
+               ) -> tuple[torch.Tensor, list[StackGeometry], list[Leg], Orientation]:
     """The network's input for every slice of every leg, (legs·Z, 3, S, S) normalised as the card says (legs one
     after the other, right leg first), each leg's window geometry, the legs, and the orientation.
 
@@ -210,7 +221,7 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
     # channels-last weights to match the channels-last stacks (an in-place layout change, same numbers)
     net = model.net.to(dev, memory_format=torch.channels_last).eval()
     with torch.inference_mode():
-        stacks, geometries, legs, orient = model_inputs(series, model, dev, side, laterality, notes)
+        stacks, geometries, legs, orient = leg_inputs(series, model, dev, side, laterality, notes)
         n = stacks.shape[0]
         if progress is not None:
             progress(0, n)
