@@ -89,18 +89,34 @@ def bones_of_slice(dark_yx: np.ndarray, leg_yx: np.ndarray, pixel_area_mm2: floa
 
     ``dark_yx``: voxels without signal (cortical bone). Returns [(area_mm2, x_px, y_px), …] largest first.
     """
-    dark = ndimage.binary_fill_holes(leg_yx) & dark_yx
-    bone = ndimage.binary_fill_holes(dark)
+    dark = fill_holes(leg_yx) & dark_yx
+    bone = fill_holes(dark)
     labels, n = ndimage.label(bone)
     if n == 0:
         return []
-    index = np.arange(1, n + 1)
-    area = ndimage.sum_labels(np.ones_like(labels), labels, index) * pixel_area_mm2
-    enclosed = ndimage.sum_labels(bone & ~dark, labels, index)
-    centres = ndimage.center_of_mass(bone, labels, index)
-    found = [(float(a), float(c[1]), float(c[0])) for a, e, c in zip(area, enclosed, centres)
-             if e > 0 and MIN_BONE_MM2 <= a <= MAX_BONE_MM2]
-    return sorted(found, reverse=True)
+    flat = labels.ravel()
+    area = np.bincount(flat, minlength=n + 1)[1:] * pixel_area_mm2
+    enclosed = np.bincount(flat, weights=(bone & ~dark).ravel(), minlength=n + 1)[1:]
+    ys, xs = np.indices(labels.shape)
+    count = np.maximum(np.bincount(flat, minlength=n + 1)[1:], 1)
+    cx = np.bincount(flat, weights=xs.ravel(), minlength=n + 1)[1:] / count
+    cy = np.bincount(flat, weights=ys.ravel(), minlength=n + 1)[1:] / count
+    keep = (enclosed > 0) & (area >= MIN_BONE_MM2) & (area <= MAX_BONE_MM2)
+    return sorted(((float(a), float(x), float(y)) for a, x, y in zip(area[keep], cx[keep], cy[keep])), reverse=True)
+
+
+def fill_holes(mask_yx: np.ndarray) -> np.ndarray:
+    """``mask_yx`` with every region it encloses filled (background not connected to the border); the same as
+    ``scipy.ndimage.binary_fill_holes`` in 2-D, by one labelling instead of iterated dilations."""
+    mask = np.asarray(mask_yx, bool)
+    labels, n = ndimage.label(~mask)
+    if n == 0:
+        return mask.copy()
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    outside = np.zeros(n + 1, bool)
+    outside[border] = True
+    outside[0] = False
+    return mask | ~outside[labels] & (labels > 0)
 
 
 def dark_voxels(ff_zyx: np.ndarray, magnitude_zyx: np.ndarray | None = None) -> np.ndarray:
@@ -127,6 +143,9 @@ def side_from_bones(dark_zyx: np.ndarray, leg_zyx: np.ndarray, spacing_xyz_mm: t
     sx, sy = float(spacing_xyz_mm[0]), float(spacing_xyz_mm[1])
     votes = {"right": 0, "left": 0}
     medial_mm, lateral_mm = [], []
+    box = ndimage.find_objects(np.asarray(leg_zyx, np.uint8).max(axis=0))  # only the leg's bounding box matters
+    if box:
+        dark_zyx, leg_zyx = dark_zyx[(slice(None),) + box[0]], leg_zyx[(slice(None),) + box[0]]
     for k in range(dark_zyx.shape[0]):
         leg = leg_zyx[k]
         if not leg.any():
