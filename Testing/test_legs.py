@@ -130,3 +130,56 @@ def test_cli_side_option_reaches_the_result(tmp_path):
                  "--no-report", "--device", "cpu"]) == 0
     leg = json.loads((tmp_path / "out" / "prediction.json").read_text())["legs"][0]
     assert (leg["side"], leg["side_from"], leg["mirrored"]) == ("left", "--side", True)
+
+
+def disc_volume(centres_mm, radius_mm=55.0, cols=300, rows=160, pixel_mm=1.0):
+    yy, xx = np.mgrid[0:rows, 0:cols] * pixel_mm
+    plane = np.zeros((rows, cols), bool)
+    for cx in centres_mm:
+        plane |= (xx - cx) ** 2 + (yy - rows * pixel_mm / 2) ** 2 < radius_mm ** 2
+    return np.repeat(plane[None], 3, axis=0)
+
+
+@pytest.mark.parametrize("gap_mm, split", [(30.0, True), (0.0, True), (-8.0, True), (-60.0, False)])
+def test_two_calves_are_split_apart_or_touching_and_one_is_not(gap_mm, split):
+    """Two 110 mm calves 30 mm apart, touching, or pressed 8 mm into each other are two legs, split between them;
+    60 mm of overlap is one wide body, not split."""
+    from MDTextureLib.legs import split_columns
+
+    left_centre = 70.0
+    right_centre = left_centre + 110.0 + gap_mm
+    body = disc_volume([left_centre, right_centre])
+    found = split_columns(body, 1.0)
+    if not split:
+        assert found is None
+    else:
+        assert found is not None and abs(found - (left_centre + right_centre) / 2) <= 2
+
+
+def test_one_phantom_leg_is_never_split():
+    from MDTextureLib.legs import split_columns
+
+    for cls, seed in (("DMD", 1), ("CMD", 2), ("normal", 0)):
+        s = phantom(cls, seed)
+        assert split_columns(s.ff > 0, PIXEL_MM) is None, cls
+
+
+def test_dicom_laterality_is_read_from_the_series(tmp_path):
+    import SimpleITK as sitk
+
+    from MDTextureLib.pipeline import dicom_laterality
+
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    for k in range(2):
+        img = sitk.GetImageFromArray(np.zeros((4, 4), np.int16))
+        img.SetOrigin((0.0, 0.0, 4.0 * k))
+        for tag, value in (("0020|0060", "L"), ("0020|000e", "1.2.3"), ("0020|0013", str(k + 1)),
+                           ("0020|0032", f"0\\0\\{4 * k}"), ("0008|0060", "MR")):
+            img.SetMetaData(tag, value)
+        writer = sitk.ImageFileWriter()
+        writer.KeepOriginalImageUIDOn()
+        writer.SetFileName(str(folder / f"{k}.dcm"))
+        writer.Execute(img)
+    assert dicom_laterality(str(folder)) == "L"
+    assert dicom_laterality(str(tmp_path / "nothing")) is None

@@ -122,6 +122,12 @@ def test_a_sagittal_acquisition_is_refused_or_resampled_never_read_as_axial():
     from MDTextureLib.inference import classify_volume
     axial = classify_volume(series_from_arrays(Grid(s.ff.shape[::-1], s.spacing_mm, s.origin_mm, s.direction),
                                                ff=s.ff), model, device="cpu")
+    # a coronal series of the same voxels (slices along P, rows along S head up, columns along L) reads the same
+    coronal, geometry = stored(s.ff, s.spacing_mm, s.origin_mm, (1, 0, 2), (False, True, False))
+    result = classify_volume(series_from_arrays(Grid(coronal.shape[::-1], *geometry), ff=coronal), model,
+                             device="cpu")
+    np.testing.assert_allclose(result.probabilities, axial.probabilities, atol=1e-4)
+    assert any("coronal acquisition reordered to axial" in w for w in result.warnings)
     thin_zyx = np.repeat(s.ff, 4, axis=0)  # 32 slices of 1 mm, each 4 mm slice = the mean of its 4 thin ones
     thin, geometry = stored(thin_zyx, (1.2, 1.2, 1.0), s.origin_mm, axes, flips)
     series = series_from_arrays(Grid(thin.shape[::-1], *geometry), ff=thin)
