@@ -98,6 +98,11 @@ class VolumeResult:
         return CLASSES[int(np.argmax(self.probabilities))]
 
     @property
+    def verdict_leg(self) -> LegResult | None:
+        """The leg the verdict comes from (VERDICT_RULE): the more abnormal one, i.e. the lower P(normal)."""
+        return more_abnormal(self.legs) if self.legs else None
+
+    @property
     def heatmap(self) -> np.ndarray:
         """The target class's heatmap on the FF grid, (z, y, x) float32 in [0, 1]; with two legs each leg shows its
         own target class (its verdict's, unless a target class was asked for)."""
@@ -160,6 +165,11 @@ class VolumeResult:
             "verdict_rule": VERDICT_RULE,
             "orientation": self.orientation.describe() if self.orientation is not None else None,
         }
+
+
+def more_abnormal(legs: list) -> LegResult:
+    """The leg with the lowest probability of ``normal`` (the first one on a tie)."""
+    return min(legs, key=lambda leg: float(leg.probabilities[CLASSES.index("normal")]))
 
 
 def model_inputs(series: DixonSeries, model: Model, device: torch.device | str = "cpu"
@@ -246,7 +256,7 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
                                  class_maps=class_maps[i * z:(i + 1) * z], geometry=geometry, columns=leg.columns,
                                  target_class=target_class or CLASSES[int(np.argmax(probs))],
                                  warnings=list(leg.warnings)))
-    lead = min(results, key=lambda r: float(r.probabilities[CLASSES.index("normal")]))
+    lead = more_abnormal(results)
     for r in results:
         notes += [(f"{r.side} leg: {w}" if len(results) > 1 else w) for w in r.warnings]
     if len({r.verdict for r in results}) > 1:

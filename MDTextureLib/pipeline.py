@@ -65,8 +65,9 @@ def analyse_case(inputs: CaseInputs, model: Model, options: CaseOptions = CaseOp
         leg_scores = scores_per_leg(result, labels, series, options.params)
         summary["warnings"] += labels.warnings
         if len(result.legs) > 1:
-            lead = min(result.legs, key=lambda leg: float(leg.probabilities[-1]))  # the verdict's leg
-            scores = leg_scores.get(lead.side) or next(iter(leg_scores.values()), None)
+            lead = result.verdict_leg.side if result.verdict_leg.side in leg_scores else next(iter(leg_scores), None)
+            scores = leg_scores.get(lead)
+            summary["texture_scores_leg"] = lead  # the top-level table is this leg's; every leg's is in "legs"
             for leg in summary["legs"]:
                 if leg["side"] in leg_scores:
                     leg["texture_scores"] = scores_as_dicts(leg_scores[leg["side"]])
