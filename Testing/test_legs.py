@@ -33,6 +33,13 @@ def series_of(ff, origin_x=None):
     return series_from_arrays(grid, ff=np.ascontiguousarray(ff))
 
 
+@lru_cache(maxsize=None)
+def alone(side):
+    """Each phantom classified alone, as a right leg (the normal one unmirrored)."""
+    s = phantom("DMD", 1) if side == "right" else phantom("normal", 0)
+    return classify_volume(series_of(s.ff), shipped_model(), device="cpu")
+
+
 def both_legs():
     """A DMD right leg at −x and a normal left leg (a mirrored phantom) at +x, in one 288-column volume."""
     dmd, normal = phantom("DMD", 1), phantom("normal", 0)
@@ -47,22 +54,21 @@ def test_two_legs_each_get_their_own_verdict():
     and the disagreement is warned."""
     dmd, normal, ff, _ = both_legs()
     model = shipped_model()
-    alone = {"right": classify_volume(series_of(dmd.ff), model, device="cpu"),
-             "left": classify_volume(series_of(normal.ff), model, device="cpu")}
-    assert alone["right"].verdict == "DMD" and alone["left"].verdict == "normal"
+    alone_result = {side: alone(side) for side in ("right", "left")}
+    assert alone_result["right"].verdict == "DMD" and alone_result["left"].verdict == "normal"
     both = classify_volume(series_of(ff, origin_x=-MATRIX * PIXEL_MM), model, device="cpu")
     assert [leg.side for leg in both.legs] == ["right", "left"]
     assert [leg.side_source for leg in both.legs] == ["position", "position"]
     for leg in both.legs:
-        assert leg.verdict == alone[leg.side].verdict, leg.side
-        np.testing.assert_allclose(leg.probabilities, alone[leg.side].probabilities, atol=0.02)
+        assert leg.verdict == alone_result[leg.side].verdict, leg.side
+        np.testing.assert_allclose(leg.probabilities, alone_result[leg.side].probabilities, atol=0.02)
     assert both.verdict == "DMD"
     assert any("legs disagree" in w and "right leg DMD" in w and "left leg normal" in w for w in both.warnings)
     heat = both.heatmap
     assert heat.shape == ff.shape
     # the same up to a sub-pixel shift of the window (a few noise voxels in the air change the leg's centroid)
-    for part, own in ((heat[:, :, :MATRIX], alone["right"].heatmap), (heat[:, :, MATRIX:],
-                                                                     alone["left"].heatmap[:, :, ::-1])):
+    own_maps = (alone_result["right"].heatmap, alone_result["left"].heatmap[:, :, ::-1])
+    for part, own in zip((heat[:, :, :MATRIX], heat[:, :, MATRIX:]), own_maps):
         assert np.abs(part - own).max() < 0.05 and np.abs(part - own).mean() < 1e-3
         assert np.corrcoef(part.ravel(), own.ravel())[0, 1] > 0.999
     legs = both.summary()["legs"]
@@ -83,8 +89,7 @@ def test_two_legs_scores_per_leg_in_json_and_csv(tmp_path):
                         segmentation=write(labels.astype(np.uint16), geometry, tmp_path / "muscles.nrrd"))
     case = analyse_case(inputs, shipped_model())
     assert sorted(case.leg_scores) == ["left", "right"]
-    alone = classify_volume(series_of(dmd.ff), shipped_model(), device="cpu")
-    expected = texture_scores(alone.heatmap, dmd.labels, {v: m for v, m in enumerate(
+    expected = texture_scores(alone("right").heatmap, dmd.labels, {v: m for v, m in enumerate(
         ("TA", "EDL", "Per", "TP", "Sol", "LG", "MG"), start=1)}, dmd.ff, (PIXEL_MM, PIXEL_MM, 4.0))
     for got, want in zip(case.leg_scores["right"], expected):
         assert got.muscle == want.muscle and got.texture_score == pytest.approx(want.texture_score, abs=0.05)
