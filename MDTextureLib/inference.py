@@ -1,5 +1,5 @@
-"""Classify a Dixon volume: canonical orientation → legs → stacks → one batched ICAM pass → per-leg probabilities,
-verdicts and one heatmap volume on the input grid.
+"""Classify a Dixon volume: canonical orientation → legs → stacks → one batched ICAM pass → per-leg
+probabilities, verdicts and one heatmap volume on the input grid.
 
 Every leg is shown to the network as the model card's canonical leg (``orientation``: LPS axis order, a right calf;
 left legs mirrored in x), each in its own window centred on it, with the other leg blanked (FF 0, as air). The maps

@@ -25,7 +25,7 @@ from scipy import ndimage
 SIDES = ("right", "left")
 
 MIN_LEG_SHARE = 0.15  # each of two legs holds at least this share of the body voxels
-VALLEY_RATIO = 0.5  # the valley between two legs is below this fraction of the smaller hump (one phantom calf: ≥ 0.67)
+VALLEY_RATIO = 0.5  # the valley between two legs is below this share of the smaller hump (one phantom calf: ≥ 0.67)
 MIN_LEG_WIDTH_MM = 40.0  # a leg is at least this wide (a child's calf is ~60 mm)
 PROFILE_SMOOTH_MM = 6.0  # the column profile is smoothed over this width before looking for humps
 

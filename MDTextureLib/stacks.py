@@ -30,8 +30,8 @@ from .orientation import Orientation, orientation_for
 class StackGeometry:
     """How the model window sits on the native slice: everything needed to go there and back."""
 
-    native_shape_yx: tuple  # (rows, cols) of a native slice
-    spacing_xy_mm: tuple  # native in-plane spacing (x, y)
+    native_shape_yx: tuple  # (rows, cols) of a native slice (canonical order when an Orientation is carried)
+    spacing_xy_mm: tuple  # native in-plane spacing (x, y), of the canonical slice likewise
     centre_xy_px: tuple  # window centre in native continuous index coordinates (x, y)
     pixel_mm: float  # model pixel size
     size_px: int  # model window side
