@@ -38,11 +38,6 @@ class StackGeometry:
     mirror_x: bool = False  # the window shows the slice mirrored left-right (a left leg as a right one)
     orientation: Orientation | None = None  # input array order → canonical; None: the input is canonical
 
-    @property
-    def volume_shape_zyx(self) -> tuple | None:
-        """Shape of the arrays this geometry reads and writes (the input's), when it carries an Orientation."""
-        return None if self.orientation is None else tuple(self.orientation.input_shape_zyx)
-
     def theta_native_from_model(self) -> torch.Tensor:
         """2×3 affine: normalised model coords → normalised native coords (align_corners=False)."""
         rows, cols = self.native_shape_yx
