@@ -35,6 +35,8 @@ CLOSE_MM = 2.0
 NOISE_FLOOR_TIMES_AIR_MEDIAN = 2.5
 #: Magnitude route: the rim below Otsu's threshold but above the noise floor is recovered this far out (mm).
 RIM_MM = 3.0
+#: Magnitude route: a rim voxel holds at least this fraction of the tissue's median, also where no air is measured.
+RIM_MIN_FRACTION_OF_TISSUE = 0.1
 #: FF route: two neighbours "jump" when their FF differs by more than this fraction of full scale (tissue noise is
 #: 2–5 %; air noise differs by more than this in ~70 % of pairs).
 JUMP_FRACTION_OF_SCALE = 0.10
@@ -146,7 +148,10 @@ def body_mask_from_magnitude(magnitude_zyx: np.ndarray, spacing_xy_mm: tuple) ->
     # Otsu on a subsample: the histogram of a million voxels is the histogram of the volume.
     step = max(1, clipped.size // 1_000_000)
     tissue = m > otsu_threshold(clipped.ravel()[::step])
-    floor = noise_floor(m, tissue, spacing_xy_mm)
+    # Where no air can be measured (the body fills the field of view) the floor would be 0 and the rim would take
+    # in any non-zero air: a rim voxel must hold at least a tenth of the tissue's median signal in any case.
+    tissue_median = float(np.median(m[tissue])) if tissue.any() else 0.0
+    floor = max(noise_floor(m, tissue, spacing_xy_mm), RIM_MIN_FRACTION_OF_TISSUE * tissue_median)
     rim_px = int(np.ceil(RIM_MM / min(spacing_xy_mm[:2])))
     near = _grow(tissue, rim_px)
     return clean_mask(tissue | (near & (m > floor)), spacing_xy_mm)

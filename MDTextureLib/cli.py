@@ -66,6 +66,9 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
                    help="unit of the fat-fraction images: fraction 0-1, percent 0-100, permille 0-1000 "
                         "(default: detected)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--side", choices=("left", "right"),
+                   help="which leg a one-leg image shows, used when its anatomy (tibia medial of the calf) does not "
+                        "tell and no DICOM laterality is found (default: detected; else assumed right, warned)")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -160,7 +163,7 @@ def cmd_classify(args) -> int:
     model = load_model_arg(args.model)
     options = _case_options(args)
     inputs = CaseInputs(ff=args.ff, water=args.water, fat=args.fat, segmentation=args.segmentation,
-                        ff_unit=args.ff_unit, study=args.study, series=tuple(args.series or ()))
+                        ff_unit=args.ff_unit, study=args.study, series=tuple(args.series or ()), side=args.side)
     bar = _Progress("classifying", args.quiet)
     try:
         case = analyse_case(inputs, model, options, progress=bar)
@@ -234,7 +237,7 @@ def cmd_batch(args) -> int:
         for folder, files in tqdm(cases, desc="subjects", file=sys.stderr, disable=args.quiet, delay=1.0):
             row = {"subject": folder.name}
             try:
-                case = analyse_case(CaseInputs(ff_unit=args.ff_unit, **files), model, options)
+                case = analyse_case(CaseInputs(ff_unit=args.ff_unit, side=args.side, **files), model, options)
                 write_case(case, tmp / folder.name, options, title=folder.name, command="batch")
                 row.update(verdict=case.summary["verdict"], n_slices=case.summary["n_slices"],
                            ff_unit=case.summary["ff_unit_detected"], error="")

@@ -1,4 +1,14 @@
-"""Classify a Dixon volume: stacks → one batched ICAM pass → per-slice probabilities, verdict and heatmap volume."""
+"""Classify a Dixon volume: canonical orientation → legs → stacks → one batched ICAM pass → per-leg
+probabilities, verdicts and one heatmap volume on the input grid.
+
+Every leg is shown to the network as the model card's canonical leg (``orientation``: LPS axis order, a right calf;
+left legs mirrored in x), each in its own window centred on it, with the other leg blanked (FF 0, as air). The maps
+go back exactly: mirror and window by the inverse affine, axis order by the inverse permutation.
+
+Two legs, one verdict: the top-level verdict, probabilities and per-slice probabilities are those of the MORE
+ABNORMAL leg (the lower probability of ``normal``); when the legs' verdicts differ a warning says so. Each leg's own
+verdict is in ``legs``.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +21,13 @@ import torch
 from .constants import CLASSES
 from .errors import InputError
 from .io import DixonSeries, Grid
+from .legs import Leg, column_mask, find_legs
 from .modelfile import Model
+from .orientation import Orientation, model_leg_side, orientation_for
 from .stacks import StackGeometry, make_stacks, maps_to_native, resample_slices, window_for
+
+VERDICT_RULE = ("one leg: its verdict; two legs: the verdict, probabilities and per-slice probabilities of the more "
+                "abnormal leg (lower probability of normal), with a warning when the legs' verdicts differ")
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -26,9 +41,43 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def _rounded(probabilities) -> dict:
+    return {c: round(float(p), 6) for c, p in zip(CLASSES, probabilities)}
+
+
+@dataclass
+class LegResult:
+    """One leg's classification. Its maps are on its own model window; ``geometry`` takes them home exactly."""
+
+    side: str  # "right" or "left"
+    side_source: str  # how the side was known: position, anatomy, DICOM laterality, --side, assumed
+    probabilities: np.ndarray  # (3,)
+    slice_probabilities: np.ndarray  # (Z, 3)
+    class_maps: np.ndarray  # (Z, 3, h, w)
+    geometry: StackGeometry
+    columns: tuple | None  # canonical columns [x0, x1) it owns; None: the whole image
+    target_class: str
+    warnings: list = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        return CLASSES[int(np.argmax(self.probabilities))]
+
+    def summary(self) -> dict:
+        return {"side": self.side, "side_from": self.side_source, "verdict": self.verdict,
+                "probabilities": _rounded(self.probabilities), "target_class": self.target_class,
+                "mirrored": bool(self.geometry.mirror_x),
+                "per_slice": [{"slice": k, **_rounded(row)} for k, row in enumerate(self.slice_probabilities)],
+                "warnings": list(self.warnings)}
+
+
 @dataclass
 class VolumeResult:
-    """What classifying one volume gives. Maps are kept on the model grid so any class can be projected later."""
+    """What classifying one volume gives. Maps are kept on the model grid so any class can be projected later.
+
+    ``probabilities``, ``slice_probabilities``, ``class_maps`` and ``geometry`` are those of the leg the verdict
+    comes from (see VERDICT_RULE); ``legs`` holds every leg; heatmaps cover every leg.
+    """
 
     probabilities: np.ndarray  # (3,) volume-level, mean of slice probabilities
     slice_probabilities: np.ndarray  # (Z, 3)
@@ -40,6 +89,8 @@ class VolumeResult:
     model_sha256: str
     ff_unit: str
     warnings: list = field(default_factory=list)
+    legs: list = field(default_factory=list)  # [LegResult], right leg first
+    orientation: Orientation | None = None
     _heatmaps: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -47,67 +98,140 @@ class VolumeResult:
         return CLASSES[int(np.argmax(self.probabilities))]
 
     @property
+    def verdict_leg(self) -> LegResult | None:
+        """The leg the verdict comes from (VERDICT_RULE): the more abnormal one, i.e. the lower P(normal)."""
+        return more_abnormal(self.legs) if self.legs else None
+
+    @property
     def heatmap(self) -> np.ndarray:
-        """The target class's heatmap on the FF grid, (z, y, x) float32 in [0, 1]."""
-        return self.heatmap_for(self.target_class)
+        """The target class's heatmap on the FF grid, (z, y, x) float32 in [0, 1]; with two legs each leg shows its
+        own target class (its verdict's, unless a target class was asked for)."""
+        if not self.legs:
+            return self.heatmap_for(self.target_class)
+        return self._legs_heatmap(tuple(leg.target_class for leg in self.legs))
 
     def heatmap_for(self, class_name: str) -> np.ndarray:
-        """ICAM of ``class_name``: ReLU, back on the FF grid, divided by its volume maximum (so in [0, 1])."""
+        """ICAM of ``class_name``: ReLU, back on the FF grid, divided by its maximum (so in [0, 1]); with two legs
+        each leg's part is divided by that leg's own maximum (each leg reads as it would alone)."""
         if class_name not in CLASSES:
             raise InputError(f"unknown class {class_name!r}; choose one of {', '.join(CLASSES)}")
-        if class_name not in self._heatmaps:
-            maps = torch.from_numpy(self.class_maps[:, CLASSES.index(class_name)]).clamp_min(0)
-            native = maps_to_native(maps, self.geometry).numpy()
-            peak = float(native.max())
-            self._heatmaps[class_name] = (native / peak if peak > 0 else native).astype(np.float32)
-        return self._heatmaps[class_name]
+        if not self.legs:
+            return self._map_home(self.class_maps, self.geometry, class_name, None)
+        return self._legs_heatmap((class_name,) * len(self.legs))
+
+    def _legs_heatmap(self, classes: tuple) -> np.ndarray:
+        if classes not in self._heatmaps:
+            total = None
+            for leg, c in zip(self.legs, classes):
+                part = self._map_home(leg.class_maps, leg.geometry, c, self.leg_region(leg))
+                total = part if total is None else total + part
+            self._heatmaps[classes] = total
+        return self._heatmaps[classes]
+
+    @staticmethod
+    def _map_home(class_maps: np.ndarray, geometry: StackGeometry, class_name: str,
+                  region: np.ndarray | None) -> np.ndarray:
+        maps = torch.from_numpy(np.ascontiguousarray(class_maps[:, CLASSES.index(class_name)])).clamp_min(0)
+        native = maps_to_native(maps, geometry).numpy()
+        if region is not None:
+            native = np.where(region, native, 0.0)
+        peak = float(native.max())
+        return (native / peak if peak > 0 else native).astype(np.float32)
+
+    def leg_region(self, leg: LegResult) -> np.ndarray | None:
+        """Boolean (z, y, x) mask on the input grid of the part of the image a leg owns (None: all of it)."""
+        if leg.columns is None or self.orientation is None:
+            return None
+        canonical = column_mask(leg.columns, self.orientation.shape_zyx).astype(np.float32)
+        return self.orientation.from_canonical(canonical) > 0.5
 
     def summary(self) -> dict:
         """JSON-ready verdict, probabilities and per-slice probabilities."""
         return {
             "verdict": self.verdict,
-            "probabilities": {c: round(float(p), 6) for c, p in zip(CLASSES, self.probabilities)},
+            "probabilities": _rounded(self.probabilities),
             "target_class": self.target_class,
-            "per_slice": [{"slice": k, **{c: round(float(p), 6) for c, p in zip(CLASSES, row)}}
-                          for k, row in enumerate(self.slice_probabilities)],
+            "per_slice": [{"slice": k, **_rounded(row)} for k, row in enumerate(self.slice_probabilities)],
             "n_slices": int(self.slice_probabilities.shape[0]),
             "ff_unit_detected": self.ff_unit,
             "model": {"name": self.model_name, "sha256": self.model_sha256},
-            "heatmap": {"method": "ICAM (Cai et al. Eq. 2), ReLU, scaled to [0, 1] by its volume maximum",
+            "heatmap": {"method": "ICAM (Cai et al. Eq. 2), ReLU, scaled to [0, 1] by its volume maximum"
+                                  + ("; with two legs each leg's part shows its own verdict's class (unless a target "
+                                     "class was asked for) scaled by that leg's own maximum"
+                                     if len(self.legs) > 1 else ""),
                         "map_size": list(self.class_maps.shape[-2:])},
             "warnings": list(self.warnings),
+            "legs": [leg.summary() for leg in self.legs],
+            "verdict_rule": VERDICT_RULE,
+            "orientation": self.orientation.describe() if self.orientation is not None else None,
         }
+
+
+def more_abnormal(legs: list) -> LegResult:
+    """The leg with the lowest probability of ``normal`` (the first one on a tie)."""
+    return min(legs, key=lambda leg: float(leg.probabilities[CLASSES.index("normal")]))
 
 
 def model_inputs(series: DixonSeries, model: Model, device: torch.device | str = "cpu"
                  ) -> tuple[torch.Tensor, StackGeometry]:
-    """The network's input for every slice, (Z, 3, S, S) normalised as the card says, and the window geometry.
+    """The network's input for every slice, (legs·Z, 3, S, S) as ``classify_volume`` builds it, and the first leg's
+    window geometry (the only one for a one-leg image)."""
+    stacks, geometries, _, _ = leg_inputs(series, model, device)
+    return stacks, geometries[0]
+
+
+def leg_inputs(series: DixonSeries, model: Model, device: torch.device | str = "cpu", side: str | None = None,
+               laterality: str | None = None, notes: list | None = None
+               ) -> tuple[torch.Tensor, list[StackGeometry], list[Leg], Orientation]:
+    """The network's input for every slice of every leg, (legs·Z, 3, S, S) normalised as the card says (legs one
+    after the other, right leg first), each leg's window geometry, the legs, and the orientation.
 
     The stacks are in channels-last memory order, which the CPU convolution kernels run about 30 % faster on.
     """
-    geometry = window_for(series, model.pixel_mm, model.size_px)
+    notes = [] if notes is None else notes
+    orient = orientation_for(series, model.card, notes)
+    ff = orient.to_canonical(series.ff)
+    body = orient.to_canonical(series.body_mask().astype(np.float32)) > 0.5
+    magnitude = None
+    if series.water is not None and series.fat is not None:
+        magnitude = orient.to_canonical(np.abs(series.water) + np.abs(series.fat))
+    legs = find_legs(ff, body, orient.spacing_xyz_mm, side=side, laterality=laterality, magnitude_zyx=magnitude)
+    model_side = model_leg_side(model.card)
     mean, std = model.normalisation
-    slices = (resample_slices(series.ff, geometry, device) - mean) / std
-    return make_stacks(slices).contiguous(memory_format=torch.channels_last), geometry
+    stacks, geometries = [], []
+    for leg in legs:
+        region = column_mask(leg.columns, ff.shape) if leg.columns is not None else None
+        geometry = window_for(series, model.pixel_mm, model.size_px, orientation=orient,
+                              leg_mask_zyx=body if region is None else body & region,
+                              mirror_x=leg.side != model_side)
+        leg_ff = np.ascontiguousarray(ff if region is None else np.where(region, ff, 0.0), dtype=np.float32)
+        slices = (resample_slices(leg_ff, geometry, device, canonical=True) - mean) / std
+        stacks.append(make_stacks(slices))
+        geometries.append(geometry)
+    batch = torch.cat(stacks) if len(stacks) > 1 else stacks[0]
+    return batch.contiguous(memory_format=torch.channels_last), geometries, legs, orient
 
 
 def classify_volume(series: DixonSeries, model: Model, device: str | torch.device = "auto",
                     target_class: str | None = None, batch_size: int = 16,
                     progress: Callable[[int, int], None] | None = None,
-                    cancel: Callable[[], bool] | None = None) -> VolumeResult:
-    """Classify every slice of ``series`` in batches and keep the class maps.
+                    cancel: Callable[[], bool] | None = None, side: str | None = None,
+                    laterality: str | None = None) -> VolumeResult:
+    """Classify every slice of every leg of ``series`` in batches and keep the class maps.
 
     ``progress(done, total)`` is called with 0 before the first batch (so a progress bar starts its clock with the
     work) and after each batch; ``cancel()`` returning True stops with InterruptedError (the Slicer module's Cancel
-    button).
+    button). ``side`` ('left'/'right'): the user's word for a one-leg image whose anatomy does not tell;
+    ``laterality``: the DICOM laterality ('R'/'L') when known.
     """
     if target_class is not None and target_class not in CLASSES:
         raise InputError(f"unknown target class {target_class!r}; choose one of {', '.join(CLASSES)}")
     dev = device if isinstance(device, torch.device) else pick_device(device)
+    notes = list(series.warnings)
     # channels-last weights to match the channels-last stacks (an in-place layout change, same numbers)
     net = model.net.to(dev, memory_format=torch.channels_last).eval()
     with torch.inference_mode():
-        stacks, geometry = model_inputs(series, model, dev)
+        stacks, geometries, legs, orient = leg_inputs(series, model, dev, side, laterality, notes)
         n = stacks.shape[0]
         if progress is not None:
             progress(0, n)
@@ -123,12 +247,26 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
         logits_t = torch.cat(logits)
         slice_probs = torch.softmax(logits_t.float(), dim=1).cpu().numpy()
         class_maps = torch.cat(maps).float().cpu().numpy()
-    probs = slice_probs.mean(axis=0)
-    verdict = CLASSES[int(np.argmax(probs))]
-    notes = list(series.warnings)
+    z = n // len(legs)
+    results = []
+    for i, (leg, geometry) in enumerate(zip(legs, geometries)):
+        probs = slice_probs[i * z:(i + 1) * z].mean(axis=0)
+        results.append(LegResult(side=leg.side, side_source=leg.side_source, probabilities=probs,
+                                 slice_probabilities=slice_probs[i * z:(i + 1) * z],
+                                 class_maps=class_maps[i * z:(i + 1) * z], geometry=geometry, columns=leg.columns,
+                                 target_class=target_class or CLASSES[int(np.argmax(probs))],
+                                 warnings=list(leg.warnings)))
+    lead = more_abnormal(results)
+    for r in results:
+        notes += [(f"{r.side} leg: {w}" if len(results) > 1 else w) for w in r.warnings]
+    if len({r.verdict for r in results}) > 1:
+        notes.append("the legs disagree: " + ", ".join(
+            f"{r.side} leg {r.verdict} ({float(r.probabilities.max()):.2f})" for r in results)
+            + f"; the verdict is the more abnormal leg's ({lead.side})")
     if not model.trained:
         notes.append(f"model {model.name} is untrained (random weights): the verdict means nothing")
-    return VolumeResult(probabilities=probs, slice_probabilities=slice_probs, class_maps=class_maps,
-                        geometry=geometry, grid=series.grid, target_class=target_class or verdict,
-                        model_name=model.name, model_sha256=model.sha256, ff_unit=series.ff_unit,
-                        warnings=notes)
+    return VolumeResult(probabilities=lead.probabilities, slice_probabilities=lead.slice_probabilities,
+                        class_maps=lead.class_maps, geometry=lead.geometry, grid=series.grid,
+                        target_class=target_class or lead.verdict, model_name=model.name,
+                        model_sha256=model.sha256, ff_unit=series.ff_unit, warnings=notes, legs=results,
+                        orientation=orient)

@@ -178,11 +178,10 @@ class DixonSeries:
         """Voxels inside the body (leg or legs), (z, y, x) bool, computed once: from the magnitude W + F when water
         and fat are known, else from the FF image (see :mod:`MDTextureLib.body`)."""
         if self.body is None:
-            spacing_xy = self.grid.spacing[:2]
             if self.water is not None and self.fat is not None:
-                self.body = body_masks.body_mask_from_magnitude(np.abs(self.water) + np.abs(self.fat), spacing_xy)
+                self.body = _body_mask(self.grid, magnitude=np.abs(self.water) + np.abs(self.fat))
             else:
-                self.body = body_masks.body_mask_from_ff(self.ff, spacing_xy)
+                self.body = _body_mask(self.grid, ff=self.ff)
         return self.body
 
     @property
@@ -270,10 +269,10 @@ def series_from_arrays(grid: Grid, ff: np.ndarray | None = None, water: np.ndarr
         ff_raw = _finite_ff(ff, notes)
         ffcheck.refuse_degenerate(ff_raw)
         if water is not None and fat is not None:
-            body = body_masks.body_mask_from_magnitude(_magnitude(water) + _magnitude(fat), spacing_xy)
+            body = _body_mask(grid, magnitude=_magnitude(water) + _magnitude(fat))
         else:
             full_scale = ffcheck.UNIT_SCALES.get(ff_unit) or _full_scale(ff_raw)
-            body = body_masks.body_mask_from_ff(ff_raw, spacing_xy, full_scale=full_scale)
+            body = _body_mask(grid, ff=ff_raw, full_scale=full_scale)
         # Outside the body first, so that the unit and range checks count only the body's voxels.
         outside = (ff_raw != 0) & ~body
         if body.any() and outside.any():
@@ -284,14 +283,39 @@ def series_from_arrays(grid: Grid, ff: np.ndarray | None = None, water: np.ndarr
             ff_raw[outside] = 0.0
         ff_a, unit = _to_fraction(ff_raw, ff_unit, notes, body)
     else:
-        body = body_masks.body_mask_from_magnitude(_magnitude(water) + _magnitude(fat), spacing_xy)
+        body = _body_mask(grid, magnitude=_magnitude(water) + _magnitude(fat))
         ff_a, unit = ff_from_water_fat(water, fat, body=body, spacing_xy_mm=spacing_xy), "derived from water and fat"
     _note_body_size(body, notes)
     if body.any():
-        ffcheck.report_swap(ffcheck.check_swap(ff_a, body, spacing_xy), ff_a.shape[0], notes, derived)
+        axial = _axial_order(grid, ff_a.shape)
+        ffcheck.report_swap(ffcheck.check_swap(axial.to_canonical(ff_a), axial.to_canonical(body),
+                                               axial.spacing_xyz_mm[:2]), axial.shape_zyx[0], notes, derived)
     if ff_a.shape[0] < 3:
         notes.append(f"only {ff_a.shape[0]} axial slice(s): 3-slice stacks repeat the edge slice")
     return DixonSeries(ff=ff_a, grid=grid, ff_unit=unit, water=water, fat=fat, warnings=notes, body=body)
+
+
+def _axial_order(grid: Grid, shape_zyx: tuple):
+    """The lossless reordering that stacks the array's slices axially (see :mod:`MDTextureLib.orientation`): the
+    body mask and the swap check work slice by slice, so a sagittal or coronal storage must not be cut along its own
+    slices."""
+    from .orientation import orientation_of
+
+    return orientation_of(tuple(shape_zyx), grid.spacing, grid.direction).reordering()
+
+
+def _body_mask(grid: Grid, magnitude: np.ndarray | None = None, ff: np.ndarray | None = None,
+               full_scale: float = 1.0) -> np.ndarray:
+    """The body mask (:mod:`MDTextureLib.body`) from the magnitude W + F, else from FF, computed on axial slices
+    whatever the storage order and returned in the input's array order."""
+    image = magnitude if magnitude is not None else ff
+    axial = _axial_order(grid, image.shape)
+    spacing_xy = axial.spacing_xyz_mm[:2]
+    if magnitude is not None:
+        mask = body_masks.body_mask_from_magnitude(axial.to_canonical(magnitude), spacing_xy)
+    else:
+        mask = body_masks.body_mask_from_ff(axial.to_canonical(ff), spacing_xy, full_scale=full_scale)
+    return axial.from_canonical(mask)
 
 
 def _magnitude(image: np.ndarray) -> np.ndarray:

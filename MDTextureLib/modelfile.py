@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from .constants import CLASSES, DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX
 from .errors import InputError
 from .network import VARIANTS, ICAMNet, infer_variant
+from .orientation import CANONICAL as CANONICAL_ORIENTATION
 
 CARD_FORMAT = 1
 
@@ -78,6 +79,7 @@ def new_card(variant: str, name: str | None = None, **extra) -> dict:
             "window": "centred on the leg (body-mask centroid), zero outside the image",
             "normalisation": dict(DEFAULT_NORMALISATION),
         },
+        "orientation": dict(CANONICAL_ORIENTATION),
         "map": {"stages": list(VARIANTS[variant]), "upsampling": "bilinear x2, align_corners=False"},
         "training": None,
         "metrics": None,

@@ -10,6 +10,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .errors import InputError
 from .inference import VolumeResult, classify_volume
 from .io import DixonSeries, LabelMap, check_distinct_files, load_dixon, read_labels, write_image
@@ -28,6 +30,7 @@ class CaseInputs:
     ff_unit: str = "auto"
     study: str | None = None  # a DICOM study folder: water / fat / FF series picked by their tags (dicom.py)
     series: tuple = ()  # --series choices within the study: KEY or ROLE=KEY
+    side: str | None = None  # "left" / "right": the leg of a one-leg image whose anatomy does not tell
 
 
 @dataclass
@@ -45,8 +48,9 @@ class CaseResult:
     series: DixonSeries
     result: VolumeResult
     labels: LabelMap | None
-    scores: list | None
+    scores: list | None  # the verdict's leg's (the only leg's) muscle scores
     summary: dict
+    leg_scores: dict = field(default_factory=dict)  # side → muscle scores, when the segmentation covers the leg
 
 
 def analyse_case(inputs: CaseInputs, model: Model, options: CaseOptions = CaseOptions(),
@@ -57,21 +61,81 @@ def analyse_case(inputs: CaseInputs, model: Model, options: CaseOptions = CaseOp
     if labels is not None:
         labels.warnings.extend(label_warnings(labels.layers, labels.names, series.body_mask()))
     result = classify_volume(series, model, device=options.device, target_class=options.target_class,
-                             batch_size=options.batch_size, progress=progress)
+                             batch_size=options.batch_size, progress=progress, side=inputs.side,
+                             laterality=dicom_laterality(inputs.ff or inputs.water))
     scores = None
+    leg_scores = {}
     summary = result.summary()
     summary["inputs"] = {k: (os.path.basename(v) if isinstance(v, str) else v) for k, v in asdict(inputs).items()}
     summary["inputs"].update(study_facts)
     if labels is not None:
-        scores = texture_scores(result.heatmap, labels.layers, labels.names, series.ff, series.grid.spacing,
-                                options.params)
+        leg_scores = scores_per_leg(result, labels, series, options.params)
         summary["warnings"] += labels.warnings
-        summary["texture_scores"] = scores_as_dicts(scores)
+        if len(result.legs) > 1:
+            lead = result.verdict_leg.side if result.verdict_leg.side in leg_scores else next(iter(leg_scores), None)
+            scores = leg_scores.get(lead)
+            summary["texture_scores_leg"] = lead  # the top-level table is this leg's; every leg's is in "legs"
+            for leg in summary["legs"]:
+                if leg["side"] in leg_scores:
+                    leg["texture_scores"] = scores_as_dicts(leg_scores[leg["side"]])
+            missing = [leg.side for leg in result.legs if leg.side not in leg_scores]
+            if missing:
+                summary["warnings"].append(f"the segmentation has no labels on the {' and '.join(missing)} leg: "
+                                           "no texture scores there")
+        else:
+            scores = next(iter(leg_scores.values()))
+        summary["texture_scores"] = scores_as_dicts(scores) if scores is not None else []
     summary["texture_score_parameters"] = asdict(options.params)
     summary["body_fraction"] = round(series.body_fraction, 4)  # share of the image inside the body mask
     summary["geometry"] = {"size": list(series.grid.size), "spacing_mm": list(series.grid.spacing),
                            "origin_mm_lps": list(series.grid.origin), "direction": list(series.grid.direction)}
-    return CaseResult(series=series, result=result, labels=labels, scores=scores, summary=summary)
+    return CaseResult(series=series, result=result, labels=labels, scores=scores, summary=summary,
+                      leg_scores=leg_scores)
+
+
+def scores_per_leg(result: VolumeResult, labels: LabelMap, series: DixonSeries, params: ScoreParameters) -> dict:
+    """side → muscle scores, each leg's labels restricted to the part of the image it owns (labels may carry
+    leading layer axes: the (z, y, x) region broadcasts). A leg the segmentation does not cover is left out.
+
+    Scores count AXIAL slices (Eq. 5), so a non-axial input is scored in its reordered (canonical) axis order.
+    """
+    heat, ff, spacing = result.heatmap, series.ff, series.grid.spacing
+    orient = result.orientation.reordering() if result.orientation is not None else None
+    if orient is not None and not orient.is_identity:
+        heat, ff, spacing = orient.to_canonical(heat), orient.to_canonical(ff), orient.spacing_xyz_mm
+    out = {}
+    for leg in result.legs or [None]:
+        region = result.leg_region(leg) if leg is not None else None
+        leg_labels = labels.layers if region is None else np.where(region, labels.layers, 0)
+        if region is not None and not leg_labels.any():
+            continue
+        if orient is not None and not orient.is_identity:
+            leg_labels = orient.to_canonical(leg_labels)
+        out[leg.side if leg is not None else "right"] = texture_scores(heat, leg_labels, labels.names, ff, spacing,
+                                                                       params)
+    return out
+
+
+def dicom_laterality(path: str | None) -> str | None:
+    """The DICOM Laterality (0020,0060) or Image Laterality (0020,0062) of a DICOM series folder, else None."""
+    if not path or not os.path.isdir(path):
+        return None
+    import SimpleITK as sitk
+
+    try:
+        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), ids[0]) if ids else ()
+        if not files:
+            return None
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(files[0])
+        reader.ReadImageInformation()
+        for tag in ("0020|0060", "0020|0062"):
+            if reader.HasMetaDataKey(tag) and reader.GetMetaData(tag).strip():
+                return reader.GetMetaData(tag).strip()
+    except RuntimeError:
+        return None
+    return None
 
 
 def _load_series(inputs: CaseInputs) -> tuple[DixonSeries, dict]:
@@ -95,14 +159,19 @@ def write_case(case: CaseResult, out: str | os.PathLike, options: CaseOptions = 
     with atomic_dir(out, command, overwrite=overwrite, inputs=inputs) as tmp:
         try:
             write_image(case.result.heatmap, case.series.grid, tmp / "heatmap.nrrd", compress=options.compress)
-            if case.scores is not None:
+            if len(case.result.legs) > 1 and case.leg_scores:
+                write_scores_csv(case.leg_scores, tmp / "texture_scores.csv", options.params)
+            elif case.scores is not None:
                 write_scores_csv(case.scores, tmp / "texture_scores.csv", options.params)
             if options.report:
                 from .report import write_report
-                write_report(tmp / "report.png", case.series.ff, case.result.heatmap, case.summary,
-                             case.series.grid.spacing, case.scores, title=title,
-                             labels=case.labels.labels if case.labels else None,
-                             label_names=case.labels.names if case.labels else None)
+                # the picture shows axial slices in the canonical (radiological) view, whatever the storage order
+                orient = case.result.orientation.reordering() if case.result.orientation is not None else None
+                show = orient.to_canonical if orient is not None else (lambda a: a)
+                write_report(tmp / "report.png", show(case.series.ff), show(case.result.heatmap), case.summary,
+                             orient.spacing_xyz_mm if orient is not None else case.series.grid.spacing, case.scores,
+                             title=title, labels=show(case.labels.labels) if case.labels else None,
+                             label_names=case.labels.names if case.labels else None, leg_scores=case.leg_scores)
             (tmp / "prediction.json").write_text(json.dumps(case.summary, indent=2) + "\n")
         except OSError as exc:  # a full disk, a quota, a file system gone read-only: one line, nothing left behind
             raise InputError(f"cannot write output folder {out}: {describe_os_error(exc)}") from None

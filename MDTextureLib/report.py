@@ -46,21 +46,22 @@ def warning_lines(warnings: list, width: int) -> list[str]:
 
 def write_report(path: str | os.PathLike, ff: np.ndarray, heatmap: np.ndarray, result_summary: dict,
                  spacing_mm: tuple, scores: list | None = None, title: str = "", labels: np.ndarray | None = None,
-                 label_names: dict | None = None) -> None:
+                 label_names: dict | None = None, leg_scores: dict | None = None) -> None:
     """Write ``report.png`` (see :func:`report_figure`)."""
     import matplotlib.pyplot as plt
 
-    fig = report_figure(ff, heatmap, result_summary, spacing_mm, scores, title, labels, label_names)
+    fig = report_figure(ff, heatmap, result_summary, spacing_mm, scores, title, labels, label_names, leg_scores)
     fig.savefig(path)
     plt.close(fig)
 
 
 def report_figure(ff: np.ndarray, heatmap: np.ndarray, result_summary: dict, spacing_mm: tuple,
                   scores: list | None = None, title: str = "", labels: np.ndarray | None = None,
-                  label_names: dict | None = None):
+                  label_names: dict | None = None, leg_scores: dict | None = None):
     """The report as a matplotlib Figure: FF slices with the heatmap overlaid (and muscle outlines when ``labels``
     are given), slice probabilities, texture scores as bars, and every warning of ``result_summary`` in a text block
-    under them."""
+    under them. With two legs (``result_summary["legs"]``) the curves and bars are drawn per leg (right solid, left
+    dashed / hatched) and the title gives each leg's verdict."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,10 +87,15 @@ def report_figure(ff: np.ndarray, heatmap: np.ndarray, result_summary: dict, spa
     n_bottom = 2 if scores else 1
     half = max(len(slices), 3) // n_bottom
     ax = fig.add_subplot(grid[1, :half] if scores else grid[1, :])
-    per_slice = result_summary["per_slice"]
-    ks = [row["slice"] for row in per_slice]
-    for c in CLASSES:
-        ax.plot(ks, [row[c] for row in per_slice], marker="o", ms=3, color=CLASS_COLOURS[c], label=c)
+    legs = result_summary.get("legs") or []
+    curves = [(leg["side"] + " leg ", leg["per_slice"], style) for leg, style in zip(legs, ("-", "--"))]
+    if len(curves) < 2:
+        curves = [("", result_summary["per_slice"], "-")]
+    for name, per_slice, style in curves:
+        ks = [row["slice"] for row in per_slice]
+        for c in CLASSES:
+            ax.plot(ks, [row[c] for row in per_slice], style, marker="o", ms=3, color=CLASS_COLOURS[c],
+                    label=f"{name}{c}")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("axial slice")
     ax.set_ylabel("probability")
@@ -97,19 +103,35 @@ def report_figure(ff: np.ndarray, heatmap: np.ndarray, result_summary: dict, spa
     ax.grid(alpha=0.3)
     if scores:
         ax2 = fig.add_subplot(grid[1, half:])
-        names = [r.muscle for r in scores]
-        vals = [r.texture_score if r.texture_score is not None else 0.0 for r in scores]
-        bars = ax2.bar(names, vals, color=CLASS_COLOURS.get(result_summary["target_class"], "grey"))
-        for bar, r in zip(bars, scores):
-            if r.texture_score is None:
-                ax2.text(bar.get_x() + bar.get_width() / 2, 0.02, "absent", ha="center", fontsize=7, rotation=90)
+        by_leg = list(leg_scores.items()) if leg_scores and len(legs) > 1 else [("", scores)]
+        width = 0.8 / len(by_leg)
+        verdict_of = {leg["side"]: leg["target_class"] for leg in legs}
+        for i, (side, rows) in enumerate(by_leg):
+            xs = np.arange(len(rows)) + (i - (len(by_leg) - 1) / 2) * width
+            vals = [r.texture_score if r.texture_score is not None else 0.0 for r in rows]
+            colour = CLASS_COLOURS.get(verdict_of.get(side, result_summary["target_class"]), "grey")
+            bars = ax2.bar(xs, vals, width=width, color=colour, hatch="//" if side == "left" else None,
+                           label=f"{side} leg" if side else None)
+            for bar, r in zip(bars, rows):
+                if r.texture_score is None:
+                    ax2.text(bar.get_x() + bar.get_width() / 2, 0.02, "absent", ha="center", fontsize=7,
+                             rotation=90)
+        ax2.set_xticks(np.arange(len(by_leg[0][1])), [r.muscle for r in by_leg[0][1]])
+        if len(by_leg) > 1:
+            ax2.legend(fontsize=8, loc="best")
         ax2.set_ylim(0, 1.05)
         ax2.set_ylabel("texture score (Eq. 5)")
         ax2.tick_params(axis="x", labelsize=8)
     probs = result_summary["probabilities"]
     verdict = result_summary["verdict"]
     head = f"{title}  verdict: {verdict}  (" + ", ".join(f"{c} {probs[c]:.2f}" for c in CLASSES) + ")"
-    head += f"   heatmap: ICAM of {result_summary['target_class']}"
+    if len(legs) > 1:
+        head += "  | " + ", ".join(f"{leg['side']} leg {leg['verdict']}" for leg in legs)
+    leg_targets = {leg["target_class"] for leg in legs}
+    if len(leg_targets) > 1:  # each leg's heatmap shows its own verdict's class, scaled to that leg's maximum
+        head += "   heatmap: each leg's ICAM of " + ", ".join(f"{leg['target_class']} ({leg['side']})" for leg in legs)
+    else:
+        head += f"   heatmap: ICAM of {result_summary['target_class']}"
     fig.suptitle(head.strip(), fontsize=10)
     fig.tight_layout(rect=(0, notes_in / height_in, 1, 1))  # the plots above the warnings' block
     if notes:

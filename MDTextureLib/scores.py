@@ -113,15 +113,21 @@ def texture_scores(heatmap: np.ndarray, labels: np.ndarray, names: dict, ff: np.
     return rows
 
 
-def write_scores_csv(rows: list[MuscleScore], path: str | os.PathLike, params: ScoreParameters) -> None:
+def write_scores_csv(rows: list[MuscleScore] | dict, path: str | os.PathLike, params: ScoreParameters) -> None:
     """UTF-8 CSV with :data:`COLUMNS` then the parameters (threshold, min_overlap, min_area_mm2) on every row.
-    A segment that matches no muscle is listed under its name exactly as given (any script)."""
+    A segment that matches no muscle is listed under its name exactly as given (any script).
+
+    ``rows`` may also be {leg side: rows} (a field of view with two legs): the table then starts with a ``leg``
+    column."""
+    by_leg = rows if isinstance(rows, dict) else {None: rows}
+    leg_column = ("leg",) if isinstance(rows, dict) else ()
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(COLUMNS + PARAMETER_COLUMNS)
-        for row in rows:
-            writer.writerow([_cell(getattr(row, c)) for c in COLUMNS]
-                            + [params.threshold, params.min_overlap, params.min_area_mm2])
+        writer.writerow(leg_column + COLUMNS + PARAMETER_COLUMNS)
+        for side, leg_rows in by_leg.items():
+            for row in leg_rows:
+                writer.writerow(([side] if leg_column else []) + [_cell(getattr(row, c)) for c in COLUMNS]
+                                + [params.threshold, params.min_overlap, params.min_area_mm2])
 
 
 def _cell(value) -> str:

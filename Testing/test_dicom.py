@@ -28,7 +28,9 @@ def dixon_volumes(n_slices=6, rows=32, cols=40):
     """water, fat (arbitrary units) and FF (percent) with no two slices alike; FF = fat / (water + fat)."""
     z, y, x = np.mgrid[0:n_slices, 0:rows, 0:cols].astype(np.float64)
     ff = 0.05 + 0.8 * (x / cols) * (0.5 + 0.5 * z / n_slices)  # fraction, 0.05 .. 0.85
-    body = ((x - cols / 2) / (cols * 0.45)) ** 2 + ((y - rows / 2) / (rows * 0.45)) ** 2 < 1
+    radius = np.sqrt(((x - cols / 2) / (cols * 0.36)) ** 2 + ((y - rows / 2) / (rows * 0.36)) ** 2)  # air around it
+    body = radius < 1
+    ff = np.where(radius > 0.55, 0.92, ff)  # a subcutaneous fat rim, as in a leg (else it reads as a water/fat swap)
     total = np.where(body, 200.0, 2.0)
     return {"water": total * (1 - ff), "fat": total * ff, "ff": 100 * ff * body}
 

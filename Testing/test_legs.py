@@ -1,0 +1,190 @@
+"""Both legs: a field of view with two legs is split, each leg classified in its own window as it would be alone, the
+heatmap covers both, scores per leg; one leg's side from its anatomy, the user, or a warned assumption."""
+
+import csv
+import json
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from MDTextureLib.inference import classify_volume
+from MDTextureLib.io import Grid, series_from_arrays
+from MDTextureLib.modelfile import default_model_path, load_model
+from MDTextureLib.phantom import make_scan
+
+MATRIX, PIXEL_MM = 144, 1.2
+
+
+@lru_cache(maxsize=None)
+def shipped_model():
+    return load_model(default_model_path())
+
+
+@lru_cache(maxsize=None)
+def phantom(cls, seed):
+    return make_scan(cls, seed=seed, n_slices=8, matrix=MATRIX, pixel_mm=PIXEL_MM)
+
+
+def series_of(ff, origin_x=None):
+    half = (MATRIX - 1) / 2.0 * PIXEL_MM
+    grid = Grid(ff.shape[::-1], (PIXEL_MM, PIXEL_MM, 4.0), (-half if origin_x is None else origin_x, -half, 0.0),
+                (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
+    return series_from_arrays(grid, ff=np.ascontiguousarray(ff))
+
+
+@lru_cache(maxsize=None)
+def alone(side):
+    """Each phantom classified alone, as a right leg (the normal one unmirrored)."""
+    s = phantom("DMD", 1) if side == "right" else phantom("normal", 0)
+    return classify_volume(series_of(s.ff), shipped_model(), device="cpu")
+
+
+def both_legs():
+    """A DMD right leg at −x and a normal left leg (a mirrored phantom) at +x, in one 288-column volume."""
+    dmd, normal = phantom("DMD", 1), phantom("normal", 0)
+    ff = np.concatenate([dmd.ff, normal.ff[:, :, ::-1]], axis=2)
+    labels = np.concatenate([dmd.labels, normal.labels[:, :, ::-1]], axis=2)
+    return dmd, normal, ff, labels
+
+
+def test_two_legs_each_get_their_own_verdict():
+    """Acceptance (issue 11): each leg's verdict in the two-leg volume equals that leg's verdict alone; the heatmap
+    covers both legs (each leg's part is its heatmap alone, moved), the top-level verdict is the more abnormal leg's
+    and the disagreement is warned."""
+    dmd, normal, ff, _ = both_legs()
+    model = shipped_model()
+    alone_result = {side: alone(side) for side in ("right", "left")}
+    assert alone_result["right"].verdict == "DMD" and alone_result["left"].verdict == "normal"
+    both = classify_volume(series_of(ff, origin_x=-MATRIX * PIXEL_MM), model, device="cpu")
+    assert [leg.side for leg in both.legs] == ["right", "left"]
+    assert [leg.side_source for leg in both.legs] == ["position", "position"]
+    for leg in both.legs:
+        assert leg.verdict == alone_result[leg.side].verdict, leg.side
+        np.testing.assert_allclose(leg.probabilities, alone_result[leg.side].probabilities, atol=0.02)
+    assert both.verdict == "DMD"
+    assert any("legs disagree" in w and "right leg DMD" in w and "left leg normal" in w for w in both.warnings)
+    heat = both.heatmap
+    assert heat.shape == ff.shape
+    # the same up to a sub-pixel shift of the window (a few noise voxels in the air change the leg's centroid)
+    own_maps = (alone_result["right"].heatmap, alone_result["left"].heatmap[:, :, ::-1])
+    for part, own in zip((heat[:, :, :MATRIX], heat[:, :, MATRIX:]), own_maps):
+        assert np.abs(part - own).max() < 0.05 and np.abs(part - own).mean() < 1e-3
+        assert np.corrcoef(part.ravel(), own.ravel())[0, 1] > 0.999
+    legs = both.summary()["legs"]
+    assert [(leg["side"], leg["verdict"]) for leg in legs] == [("right", "DMD"), ("left", "normal")]
+    assert len(legs[0]["per_slice"]) == 8 and legs[1]["mirrored"] is True
+
+
+def test_two_legs_scores_per_leg_in_json_and_csv(tmp_path):
+    """Texture scores per leg and muscle when the segmentation covers both legs; the CSV gets a leg column."""
+    from test_orientation import write
+
+    from MDTextureLib.pipeline import CaseInputs, analyse_case, write_case
+    from MDTextureLib.scores import texture_scores
+
+    dmd, _, ff, labels = both_legs()
+    geometry = ((PIXEL_MM, PIXEL_MM, 4.0), (-MATRIX * PIXEL_MM, -85.8, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
+    inputs = CaseInputs(ff=write(ff, geometry, tmp_path / "ff.nrrd"),
+                        segmentation=write(labels.astype(np.uint16), geometry, tmp_path / "muscles.nrrd"))
+    case = analyse_case(inputs, shipped_model())
+    assert sorted(case.leg_scores) == ["left", "right"]
+    expected = texture_scores(alone("right").heatmap, dmd.labels, {v: m for v, m in enumerate(
+        ("TA", "EDL", "Per", "TP", "Sol", "LG", "MG"), start=1)}, dmd.ff, (PIXEL_MM, PIXEL_MM, 4.0))
+    for got, want in zip(case.leg_scores["right"], expected):
+        assert got.muscle == want.muscle and got.texture_score == pytest.approx(want.texture_score, abs=0.05)
+    write_case(case, tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "prediction.json").read_text())
+    assert [leg["side"] for leg in summary["legs"]] == ["right", "left"]
+    assert all(len(leg["texture_scores"]) == 7 for leg in summary["legs"])
+    with open(tmp_path / "out" / "texture_scores.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 14 and {r["leg"] for r in rows} == {"right", "left"}
+
+
+def test_one_leg_side_from_anatomy_option_or_assumed():
+    from MDTextureLib.legs import find_legs
+
+    s = phantom("normal", 0)
+    body = s.ff > 0
+    spacing = (PIXEL_MM, PIXEL_MM, 4.0)
+    assert [(leg.side, leg.side_source) for leg in find_legs(s.ff, body, spacing)] == [("right", "anatomy")]
+    mirrored = find_legs(s.ff[:, :, ::-1], body[:, :, ::-1], spacing, side="right")
+    assert (mirrored[0].side, mirrored[0].side_source) == ("left", "anatomy")
+    assert any("--side says right but the bones say left" in w for w in mirrored[0].warnings)
+    # a leg without visible bones: DICOM laterality, then --side, then assumed right with a warning
+    blob = np.zeros((4, 60, 60), np.float32)
+    blob[:, 10:50, 10:50] = 0.3
+    assert find_legs(blob, blob > 0, spacing, laterality="L")[0].side_source == "DICOM laterality"
+    assert find_legs(blob, blob > 0, spacing, side="left")[0].side == "left"
+    assumed = find_legs(blob, blob > 0, spacing)[0]
+    assert (assumed.side, assumed.side_source) == ("right", "assumed")
+    assert any("could not be determined" in w for w in assumed.warnings)
+
+
+def test_cli_side_option_reaches_the_result(tmp_path):
+    """``classify --side left`` on a one-leg image whose bones do not show: the leg is read as a left leg."""
+    from test_orientation import write
+
+    from MDTextureLib.cli import main
+
+    blob = np.zeros((4, 60, 60), np.float32)
+    blob[:, 10:50, 10:50] = 0.3
+    ff = write(blob, ((1.2, 1.2, 4.0), (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)), tmp_path / "ff.nrrd")
+    assert main(["classify", "--ff", ff, "--out", str(tmp_path / "out"), "--side", "left", "--quiet",
+                 "--no-report", "--device", "cpu"]) == 0
+    leg = json.loads((tmp_path / "out" / "prediction.json").read_text())["legs"][0]
+    assert (leg["side"], leg["side_from"], leg["mirrored"]) == ("left", "--side", True)
+
+
+def disc_volume(centres_mm, radius_mm=55.0, cols=300, rows=160, pixel_mm=1.0):
+    yy, xx = np.mgrid[0:rows, 0:cols] * pixel_mm
+    plane = np.zeros((rows, cols), bool)
+    for cx in centres_mm:
+        plane |= (xx - cx) ** 2 + (yy - rows * pixel_mm / 2) ** 2 < radius_mm ** 2
+    return np.repeat(plane[None], 3, axis=0)
+
+
+@pytest.mark.parametrize("gap_mm, split", [(30.0, True), (0.0, True), (-8.0, True), (-60.0, False)])
+def test_two_calves_are_split_apart_or_touching_and_one_is_not(gap_mm, split):
+    """Two 110 mm calves 30 mm apart, touching, or pressed 8 mm into each other are two legs, split between them;
+    60 mm of overlap is one wide body, not split."""
+    from MDTextureLib.legs import split_columns
+
+    left_centre = 70.0
+    right_centre = left_centre + 110.0 + gap_mm
+    body = disc_volume([left_centre, right_centre])
+    found = split_columns(body, 1.0)
+    if not split:
+        assert found is None
+    else:
+        assert found is not None and abs(found - (left_centre + right_centre) / 2) <= 2
+
+
+def test_one_phantom_leg_is_never_split():
+    from MDTextureLib.legs import split_columns
+
+    for cls, seed in (("DMD", 1), ("CMD", 2), ("normal", 0)):
+        s = phantom(cls, seed)
+        assert split_columns(s.ff > 0, PIXEL_MM) is None, cls
+
+
+def test_dicom_laterality_is_read_from_the_series(tmp_path):
+    import SimpleITK as sitk
+
+    from MDTextureLib.pipeline import dicom_laterality
+
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    for k in range(2):
+        img = sitk.GetImageFromArray(np.zeros((4, 4), np.int16))
+        img.SetOrigin((0.0, 0.0, 4.0 * k))
+        for tag, value in (("0020|0060", "L"), ("0020|000e", "1.2.3"), ("0020|0013", str(k + 1)),
+                           ("0020|0032", f"0\\0\\{4 * k}"), ("0008|0060", "MR")):
+            img.SetMetaData(tag, value)
+        writer = sitk.ImageFileWriter()
+        writer.KeepOriginalImageUIDOn()
+        writer.SetFileName(str(folder / f"{k}.dcm"))
+        writer.Execute(img)
+    assert dicom_laterality(str(folder)) == "L"
+    assert dicom_laterality(str(tmp_path / "nothing")) is None
