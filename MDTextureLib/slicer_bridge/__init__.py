@@ -11,6 +11,8 @@ these operations:
 - :mod:`.tables`: probability table and chart, texture-score table, CSV export
 - :mod:`.segments`: per-segment masks, muscle segments (with terminology), per-segment texture scores
 - :mod:`.parameters`: the parameter node
+- :mod:`.inputs`: water / fat / FF picked by DICOM tags or names
+- :mod:`.phantom_scene`: the synthetic phantom as scene nodes (Load phantom, Sample Data, self-test)
 - :mod:`.job`, :mod:`.worker`: classification in a separate process
 - :mod:`.logic`: ``MDTextureLogic``, the operations of the panel
 - :mod:`.segment_statistics`: the texture score as a Segment Statistics plugin
@@ -19,9 +21,11 @@ these operations:
 from .display import (DEFAULT_DISPLAY_FLOOR, FALLBACK_COLOR_NAME, LAYOUT_FOUR_UP_PLOT_TABLE, SLICER_INFERNO_ID,
                       heatmap_color_node, heatmap_name, heatmap_node, inferno_rgb, set_foreground_opacity,
                       show_color_legend, show_in_slice_views, style_heatmap)
+from .inputs import dicom_tags, dixon_role, guess_dixon_inputs
 from .job import ClassifyJob, ClassifyOutcome
 from .logic import MDTextureLogic
 from .parameters import MODULE_NAME, MDTextureParameters, parameter_node
+from .phantom_scene import load_phantom
 from .segments import (MUSCLE_TERMINOLOGY, create_muscle_segments, labels_from_segmentation, score_segments,
                        segment_mask, segment_masks, segment_names)
 from .tables import (PARAMETER_COLUMNS, PLOT_COLORS, TABLE_COLUMNS, export_table, fill_score_table,

@@ -63,11 +63,20 @@ class ClassifyJob:
 
     # -- starting -------------------------------------------------------------------------------------------
     @classmethod
-    def start(cls, series: DixonSeries, model_path: str, device: str = "auto", target_class: str | None = None,
-              batch_size: int = 16, python: str | None = None) -> "ClassifyJob":
-        """Write the FF (as a fraction, on its grid) and the job description to a new temporary folder; start."""
+    def start(cls, series: DixonSeries, model_path: str | None = None, device: str = "auto",
+              target_class: str | None = None, batch_size: int = 16, python: str | None = None,
+              model=None) -> "ClassifyJob":
+        """Write the FF (as a fraction, on its grid) and the job description to a new temporary folder; start.
+
+        The model is a card path, or an engine ``Model`` (``model=``, e.g. an untrained one in a self-test), which
+        is saved into the job folder for the child to load."""
         folder = Path(tempfile.mkdtemp(prefix="MDTexture-classify-"))
         try:
+            if model is not None:
+                from ..modelfile import Model, save_model
+
+                # a copy, so the caller's model and card are left as they were
+                _weights, model_path = save_model(Model(net=model.net, card=dict(model.card)), folder / "model")
             write_image(series.ff.astype(np.float32), series.grid, folder / "ff.nrrd")
             spec = {"ff": "ff.nrrd", "model": str(Path(model_path).resolve()), "device": device,
                     "target_class": target_class, "batch_size": int(batch_size)}

@@ -20,8 +20,10 @@ from ..io import DixonSeries, normalise_ff
 from ..modelcard import default_model_path, read_card
 from .display import LAYOUT_FOUR_UP_PLOT_TABLE, heatmap_node, set_foreground_opacity, show_color_legend, \
     show_in_slice_views, style_heatmap
+from .inputs import guess_dixon_inputs
 from .job import ClassifyJob
 from .parameters import MDTextureParameters, parameter_node
+from .phantom_scene import load_phantom
 from .segments import create_muscle_segments, score_segments, segment_masks
 from .tables import export_table, fill_score_table, probability_chart, probability_table
 from .volumes import array_of_volume, derived_ff_node, grid_of_volume, series_from_nodes
@@ -93,6 +95,25 @@ class MDTextureLogic:
         return self._model
 
     # -- inputs ------------------------------------------------------------------------------------------------
+    def guessInputs(self, p: MDTextureParameters) -> dict:
+        """Fill the empty water/fat/FF choices from the scene's volumes (DICOM tags, else names)."""
+        found = guess_dixon_inputs(self.scene)
+        for role, attribute in (("water", "water"), ("fat", "fat"), ("ff", "ff")):
+            if role in found and getattr(p, attribute) is None:
+                setattr(p, attribute, found[role])
+        return found
+
+    def loadPhantom(self, p: Optional[MDTextureParameters] = None, class_name: str = "DMD", seed: int = 0,
+                    **size) -> dict:
+        """Add the synthetic phantom (water, fat, FF, muscle segments) and select it as the inputs."""
+        p = p or self.getParameterNode()
+        nodes = load_phantom(self.scene, class_name, seed, **size)
+        was = p.node.StartModify()
+        p.water, p.fat, p.ff, p.segmentation = nodes["water"], nodes["fat"], nodes["ff"], nodes["segmentation"]
+        p.ffUnit = "fraction"
+        p.node.EndModify(was)
+        return nodes
+
     def prepareSeries(self, p: MDTextureParameters) -> DixonSeries:
         """The engine's series from the selected volumes; adds the derived FF volume when none is selected."""
         series = series_from_nodes(water=p.water, fat=p.fat, ff=p.ff, ff_unit=p.ffUnit)
@@ -136,9 +157,9 @@ class MDTextureLogic:
         series = self.prepareSeries(p)
         ff_id = p.ff.GetID()
         try:
-            if self._model is not None and self._model_key and self._model_key[0] == "given":
-                model_path = self._savedGivenModel()
-            else:
+            given = self._model if (self._model_key and self._model_key[0] == "given") else None
+            model_path = None
+            if given is None:
                 model_path = self.modelPathFor(p)
                 if model_path is None:
                     raise InputError("no model file: this installation ships no trained model; choose a model "
@@ -146,7 +167,7 @@ class MDTextureLogic:
                 read_card(model_path)  # a missing or broken card is said now, not by the child process
             target = None if p.targetClass in ("", "auto") else p.targetClass
             job = ClassifyJob.start(series, model_path, device=p.device or "auto", target_class=target,
-                                    batch_size=max(1, p.batchSize), python=python)
+                                    batch_size=max(1, p.batchSize), python=python, model=given)
         except BaseException:
             if not had_ff:
                 self._forgetDerivedFF(p, ff_id)
@@ -173,20 +194,6 @@ class MDTextureLogic:
         job.cancel()
         if job.context.get("derived_ff"):
             self._forgetDerivedFF(p, job.context["ff_id"])
-
-    def _savedGivenModel(self) -> str:
-        """A model set with setModel, saved once to a temporary card so the child process can load it."""
-        import tempfile
-
-        from ..modelfile import save_model
-
-        cached = getattr(self, "_given_model_card", None)
-        if cached and cached[0] == id(self._model) and os.path.exists(cached[1]):
-            return cached[1]
-        folder = tempfile.mkdtemp(prefix="MDTexture-model-")
-        _weights, card = save_model(self._model, os.path.join(folder, "model"))
-        self._given_model_card = (id(self._model), str(card))
-        return str(card)
 
     def _forgetDerivedFF(self, p: MDTextureParameters, ff_id: str) -> None:
         node = self.scene.GetNodeByID(ff_id)
@@ -256,10 +263,13 @@ class MDTextureLogic:
         if p.ff.GetAttribute("MDTexture.derivedFrom"):
             outputs.append(p.ff)
         for node in outputs:
-            if node is not None:
-                item = sh.GetItemByDataNode(node)
-                if item:
-                    sh.SetItemParent(item, folder)
+            if node is None:
+                continue
+            item = sh.GetItemByDataNode(node)
+            if item:
+                sh.SetItemParent(item, folder)
+            else:  # the application's subject-hierarchy plugins add an item for every node; without them, here
+                sh.CreateItem(folder, node)
         return folder
 
     # -- display -------------------------------------------------------------------------------------------------

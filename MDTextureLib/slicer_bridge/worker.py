@@ -24,13 +24,16 @@ def run(folder: Path) -> int:
 
     from MDTextureLib.constants import CLASSES
     from MDTextureLib.errors import InputError
-    from MDTextureLib.inference import classify_volume
     from MDTextureLib.io import load_dixon
-    from MDTextureLib.modelfile import load_model
+    from MDTextureLib.modelcard import read_card
 
     spec = json.loads((folder / "job.json").read_text())
     try:
+        read_card(spec["model"])  # a missing card is said before torch is imported (seconds)
         series = load_dixon(ff=folder / spec["ff"], ff_unit="fraction")
+        from MDTextureLib.inference import classify_volume
+        from MDTextureLib.modelfile import load_model
+
         model = load_model(spec["model"])
 
         def progress(done, total):
