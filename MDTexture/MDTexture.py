@@ -113,8 +113,8 @@ def registerSampleData():
 
     iconPath = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Resources", "Icons", "MDTexture.png")
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="MDTexture", sampleName="MDTexturePhantomDMD", uris=[], fileNames=[], nodeNames=[],
-        thumbnailFileName=iconPath, loadFileType=[], customDownloader=_loadPhantomSample)
+        category="MDTexture", sampleName="MDTexturePhantomDMD", uris=None, fileNames=None, nodeNames=None,
+        thumbnailFileName=iconPath, customDownloader=_loadPhantomSample)
 
 
 def _loadPhantomSample(source=None):

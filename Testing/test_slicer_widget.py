@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import types
 import unittest
 
 import numpy as np
@@ -336,3 +337,32 @@ def test_self_test_skips_with_a_message_without_torch(panel, monkeypatch):
     assert result.errors == [] and result.failures == []
     assert len(result.skipped) == 1 and "torch is not installed" in result.skipped[0][1]
     assert "Click Classify once to install" in test.messages[-1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Start-up integrations: Segment Statistics plugin and Sample Data entry
+
+
+def test_startup_registers_the_statistics_plugin_and_the_phantom_sample(panel, monkeypatch):
+    sys.path.insert(0, str(STUBS))
+    try:
+        import SegmentStatisticsPlugins
+    finally:
+        sys.path.remove(str(STUBS))
+    registered, sources = [], {}
+    segment_statistics = types.ModuleType("SegmentStatistics")
+    segment_statistics.SegmentStatisticsLogic = types.SimpleNamespace(registerPlugin=registered.append)
+    sample_data = types.ModuleType("SampleData")
+    sample_data.SampleDataLogic = types.SimpleNamespace(
+        registerCustomSampleDataSource=lambda **kw: sources.setdefault(kw["sampleName"], kw))
+    monkeypatch.setitem(sys.modules, "SegmentStatistics", segment_statistics)
+    monkeypatch.setitem(sys.modules, "SegmentStatisticsPlugins", SegmentStatisticsPlugins)
+    monkeypatch.setitem(sys.modules, "SampleData", sample_data)
+    panel.module.registerIntegrations()
+    assert [type(p).__name__ for p in registered] == ["MDTextureSegmentStatisticsPlugin"]
+    assert registered[0].keys == ["texture_score", "slices_present", "slices_highlighted"]
+    source = sources["MDTexturePhantomDMD"]
+    assert source["category"] == "MDTexture" and os.path.isfile(source["thumbnailFileName"])
+    nodes = source["customDownloader"](None)  # what the Sample Data button calls: no download
+    assert [n.GetName() for n in nodes] == ["Phantom DMD 0 water", "Phantom DMD 0 fat", "Phantom DMD 0 ff",
+                                            "Phantom DMD 0 muscles"]

@@ -65,11 +65,12 @@ class ClassifyJob:
     @classmethod
     def start(cls, series: DixonSeries, model_path: str | None = None, device: str = "auto",
               target_class: str | None = None, batch_size: int = 16, python: str | None = None,
-              model=None) -> "ClassifyJob":
+              model=None, env: dict | None = None) -> "ClassifyJob":
         """Write the FF (as a fraction, on its grid) and the job description to a new temporary folder; start.
 
         The model is a card path, or an engine ``Model`` (``model=``, e.g. an untrained one in a self-test), which
-        is saved into the job folder for the child to load."""
+        is saved into the job folder for the child to load. ``env``: the child's environment (default: this
+        process's)."""
         folder = Path(tempfile.mkdtemp(prefix="MDTexture-classify-"))
         try:
             if model is not None:
@@ -85,7 +86,7 @@ class ClassifyJob:
             try:
                 process = subprocess.Popen([python or python_executable(), worker.__file__, str(folder)],
                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                           cwd=str(folder), **_new_process_group())
+                                           cwd=str(folder), env=env, **_new_process_group())
             finally:
                 log.close()  # the child holds its own handle
         except BaseException:

@@ -13,6 +13,7 @@ from typing import Callable, Optional
 import vtk
 
 import slicer
+import slicer.util
 
 from ..constants import CLASSES
 from ..errors import InputError
@@ -167,7 +168,8 @@ class MDTextureLogic:
                 read_card(model_path)  # a missing or broken card is said now, not by the child process
             target = None if p.targetClass in ("", "auto") else p.targetClass
             job = ClassifyJob.start(series, model_path, device=p.device or "auto", target_class=target,
-                                    batch_size=max(1, p.batchSize), python=python, model=given)
+                                    batch_size=max(1, p.batchSize), python=python, model=given,
+                                    env=_startup_environment())
         except BaseException:
             if not had_ff:
                 self._forgetDerivedFF(p, ff_id)
@@ -376,3 +378,11 @@ class MDTextureLogic:
         probs = p.probabilityDict()
         return f"{p.verdict}  (" + ", ".join(f"{c} {100 * probs.get(c, 0):.1f}%" for c in CLASSES) + ")"
 
+
+def _startup_environment():
+    """Inside the application, the environment Slicer started with (its launcher then sets up PythonSlicer afresh,
+    as slicer.util.launchConsoleProcess does); None elsewhere (the child inherits this process's)."""
+    app = getattr(slicer, "app", None)
+    if app is None or not hasattr(app, "startupEnvironment"):
+        return None
+    return slicer.util.startupEnvironment()
