@@ -7,7 +7,6 @@ torchvision and safetensors are needed only by the classification, which runs in
 """
 
 import importlib
-import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -51,13 +50,10 @@ from MDTextureLib import slicer_bridge  # noqa: E402
 from MDTextureLib.constants import CLASSES, MUSCLES  # noqa: E402
 from MDTextureLib.errors import InputError  # noqa: E402
 from MDTextureLib.slicer_bridge import job as classifyJob  # noqa: E402
+from MDTextureLib.slicer_bridge import requirements  # noqa: E402
+from MDTextureLib.slicer_bridge.requirements import ENGINE_REQUIREMENTS, MINIMUM_VERSIONS  # noqa: E402,F401
 
 MDTextureLogic = slicer_bridge.MDTextureLogic
-
-#: What the engine needs beyond Slicer's own Python (numpy, scipy and SimpleITK come with Slicer and are never
-#: replaced): pip requirement and the oldest version that works.
-ENGINE_REQUIREMENTS = {"torch": "torch>=2.1", "torchvision": "torchvision>=0.16", "safetensors": "safetensors>=0.4"}
-MINIMUM_VERSIONS = {name: requirement.split(">=")[1] for name, requirement in ENGINE_REQUIREMENTS.items()}
 
 HOMEPAGE = "https://github.com/MDTexture/SlicerMDTexture"
 POLL_INTERVAL_MS = 250
@@ -127,51 +123,14 @@ def _loadPhantomSample(source=None):
 # First-use installation of the engine's Python packages
 
 
-def _versionTuple(text):
-    """'2.14.1+cu121' -> (2, 14, 1): enough to compare with a minimum version."""
-    parts = []
-    for piece in str(text).split("+")[0].split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit()) if piece[:1].isdigit() else ""
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts)
-
-
 def packageProblems():
-    """{package: what is wrong} for the engine's packages, read from the installed metadata without importing
-    them (an import would keep an old version loaded until Slicer restarts)."""
-    problems = {}
-    for name, minimum in MINIMUM_VERSIONS.items():
-        try:
-            version = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            version = None
-        if version is None or importlib.util.find_spec(name) is None:
-            problems[name] = _("{name} is not installed").format(name=name)
-        elif _versionTuple(version) < _versionTuple(minimum):
-            problems[name] = _("{name} {version} is installed but MDTexture needs {minimum} or newer").format(
-                name=name, version=version, minimum=minimum)
-    return problems
+    """{package: what is wrong} for torch, torchvision and safetensors (missing or too old), without importing them."""
+    return requirements.package_problems()
 
 
 def missingPackages():
     """The engine's packages that are absent or too old."""
     return list(packageProblems())
-
-
-def _constraintsFile():
-    """A pip constraints file pinning Slicer's own numpy and SimpleITK, so no install can replace them."""
-    lines = []
-    for name in ("numpy", "SimpleITK", "scipy"):
-        try:
-            lines.append(f"{name}=={importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    handle, path = tempfile.mkstemp(prefix="MDTexture-constraints-", suffix=".txt")
-    with os.fdopen(handle, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    return path
 
 
 def ensureDependencies():
@@ -189,7 +148,7 @@ def ensureDependencies():
                 packages=", ".join(problems), details="; ".join(problems.values())),
             windowTitle=_("MDTexture: install Python packages")):
         return False
-    constraints = _constraintsFile()
+    constraints = requirements.constraints_file()
     slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
     try:
         if "torch" in problems or "torchvision" in problems:
