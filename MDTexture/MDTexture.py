@@ -46,14 +46,20 @@ def _ensureEngineImportable():
 
 _ensureEngineImportable()
 
+# Light imports only: the package resolves its names on first use, so Slicer's start-up loads no numpy-heavy code,
+# SimpleITK or torch for this module (the Widget's setup brings the scene operations; a classification, torch).
 from MDTextureLib import slicer_bridge  # noqa: E402
 from MDTextureLib.constants import CLASSES, MUSCLES  # noqa: E402
 from MDTextureLib.errors import InputError  # noqa: E402
-from MDTextureLib.slicer_bridge import job as classifyJob  # noqa: E402
 from MDTextureLib.slicer_bridge import requirements  # noqa: E402
 from MDTextureLib.slicer_bridge.requirements import ENGINE_REQUIREMENTS, MINIMUM_VERSIONS  # noqa: E402,F401
 
-MDTextureLogic = slicer_bridge.MDTextureLogic
+
+def __getattr__(name):
+    """``MDTexture.MDTextureLogic``, for scripts (``import MDTexture; MDTexture.MDTextureLogic()``), on first use."""
+    if name == "MDTextureLogic":
+        return slicer_bridge.MDTextureLogic
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 HOMEPAGE = "https://github.com/MDTexture/SlicerMDTexture"
 POLL_INTERVAL_MS = 250
@@ -209,7 +215,7 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
-        self.logic = MDTextureLogic()
+        self.logic = slicer_bridge.MDTextureLogic()
         self.logic.log = self.addLog
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -402,7 +408,7 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if job.total:
             self.ui.progressBar.maximum = job.total
             self.ui.progressBar.value = job.done
-        if state == classifyJob.RUNNING:
+        if state == slicer_bridge.job.RUNNING:
             return
         self.pollTimer.stop()
         self._job = None
@@ -572,7 +578,7 @@ class MDTextureTest(ScriptedLoadableModuleTest):
         from MDTextureLib.scores import texture_scores
 
         self.delayDisplay("Making a DMD phantom")
-        logic = MDTextureLogic()
+        logic = slicer_bridge.MDTextureLogic()
         p = logic.getParameterNode()
         nodes = logic.loadPhantom(p, n_slices=6, matrix=96, pixel_mm=2.0)
         scan = nodes["scan"]
@@ -584,7 +590,7 @@ class MDTextureTest(ScriptedLoadableModuleTest):
         logic.setModel(model)
         p.device = "cpu"
         job = logic.startClassify(p)
-        self.assertEqual(job.wait(timeout_s=600), classifyJob.FINISHED, job.log_text())
+        self.assertEqual(job.wait(timeout_s=600), slicer_bridge.job.FINISHED, job.log_text())
         self.assertEqual((job.done, job.total), (6, 6))
         result = logic.finishClassify(p, job)
         self.assertFalse(os.path.exists(job.folder))

@@ -41,9 +41,11 @@ def start_module(setattr_, setitem_, testing: bool = True):
     app = fakeapp.install(setattr_, setitem_, scene, testing=testing)
     module = fakeapp.load_module_file(setitem_)
     module.MDTexture(sys.modules["slicer.ScriptedLoadableModule"].new_parent())
+    loaded_at_startup = set(sys.modules)  # what Slicer's start-up (module discovery) has imported by now
     widget = module.MDTextureWidget()
     widget.setup()
-    return types.SimpleNamespace(module=module, widget=widget, app=app, scene=scene)
+    return types.SimpleNamespace(module=module, widget=widget, app=app, scene=scene,
+                                 loadedAtStartup=loaded_at_startup)
 
 
 def add_dixon_volumes(scene, shape=(4, 24, 28)):

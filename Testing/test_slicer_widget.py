@@ -75,6 +75,7 @@ NO_TORCH_SCRIPT = textwrap.dedent("""
     out = dict(first, dialogs=panel.app.dialogs, ff=p.ff.GetName() if p.ff else None,
                segments=p.segmentation.GetSegmentation().GetNumberOfSegments() if p.segmentation else 0,
                missing=panel.module.missingPackages(), button=w.ui.classifyButton.text,
+               startup=sorted(m for m in ("SimpleITK", "scipy", "MDTextureLib.io") if m in panel.loadedAtStartup),
                imported=[m for m in ("torch", "torchvision", "safetensors", "slicerio") if sys.modules.get(m)])
     print("RESULT " + json.dumps(out))
 """)
@@ -97,6 +98,7 @@ def test_panel_opens_and_updates_without_torch_safetensors_or_slicerio():
     assert len(errors) == 1 and "not installed automatically in testing mode: torch, torchvision, safetensors" in \
         errors[0]
     assert result["button"] == "Classify" and result["imported"] == []
+    assert result["startup"] == []  # Slicer's start-up imports nothing heavy for this module
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -18,18 +18,75 @@ these operations:
 - :mod:`.segment_statistics`: the texture score as a Segment Statistics plugin
 """
 
-from .display import (DEFAULT_DISPLAY_FLOOR, FALLBACK_COLOR_NAME, LAYOUT_FOUR_UP_PLOT_TABLE, SLICER_INFERNO_ID,
-                      heatmap_color_node, heatmap_name, heatmap_node, inferno_rgb, set_foreground_opacity,
-                      show_color_legend, show_in_slice_views, style_heatmap)
-from .inputs import dicom_tags, dixon_role, guess_dixon_inputs
-from .job import ClassifyJob, ClassifyOutcome
-from .logic import MDTextureLogic
-from .parameters import MODULE_NAME, MDTextureParameters, parameter_node
-from .phantom_scene import load_phantom
-from .segments import (MUSCLE_TERMINOLOGY, create_muscle_segments, labels_from_segmentation, score_segments,
-                       segment_mask, segment_masks, segment_names)
-from .tables import (PARAMETER_COLUMNS, PLOT_COLORS, TABLE_COLUMNS, export_table, fill_score_table,
-                     probability_chart, probability_table, rows_from_table)
-from .volumes import (ATTRIBUTE_PREFIX, LPS_FROM_RAS, array_of_volume, copy_geometry, derived_ff_node,
-                      grid_of_volume, ijk_to_ras, nodes_of_class, ras_matrix_of_grid, series_from_nodes,
-                      set_volume_array)
+import importlib
+
+# Public names -> the submodule that defines them. Imported on first use (PEP 562), so that importing this package
+# (as the Slicer module file does at application start-up) costs nothing: numpy, VTK and SimpleITK come with the
+# first operation, torch only with a classification in this process.
+_EXPORTS = {
+    "array_of_volume": "volumes",
+    "ATTRIBUTE_PREFIX": "volumes",
+    "ClassifyJob": "job",
+    "ClassifyOutcome": "job",
+    "copy_geometry": "volumes",
+    "create_muscle_segments": "segments",
+    "DEFAULT_DISPLAY_FLOOR": "display",
+    "derived_ff_node": "volumes",
+    "dicom_tags": "inputs",
+    "dixon_role": "inputs",
+    "export_table": "tables",
+    "FALLBACK_COLOR_NAME": "display",
+    "fill_score_table": "tables",
+    "grid_of_volume": "volumes",
+    "guess_dixon_inputs": "inputs",
+    "heatmap_color_node": "display",
+    "heatmap_name": "display",
+    "heatmap_node": "display",
+    "ijk_to_ras": "volumes",
+    "inferno_rgb": "display",
+    "labels_from_segmentation": "segments",
+    "LAYOUT_FOUR_UP_PLOT_TABLE": "display",
+    "load_phantom": "phantom_scene",
+    "LPS_FROM_RAS": "volumes",
+    "MDTextureLogic": "logic",
+    "MDTextureParameters": "parameters",
+    "MODULE_NAME": "parameters",
+    "MUSCLE_TERMINOLOGY": "segments",
+    "nodes_of_class": "volumes",
+    "PARAMETER_COLUMNS": "tables",
+    "parameter_node": "parameters",
+    "PLOT_COLORS": "tables",
+    "probability_chart": "tables",
+    "probability_table": "tables",
+    "ras_matrix_of_grid": "volumes",
+    "rows_from_table": "tables",
+    "score_segments": "segments",
+    "segment_mask": "segments",
+    "segment_masks": "segments",
+    "segment_names": "segments",
+    "series_from_nodes": "volumes",
+    "set_foreground_opacity": "display",
+    "set_volume_array": "volumes",
+    "show_color_legend": "display",
+    "show_in_slice_views": "display",
+    "SLICER_INFERNO_ID": "display",
+    "style_heatmap": "display",
+    "TABLE_COLUMNS": "tables",
+}
+_SUBMODULES = {"display", "inputs", "job", "logic", "parameters", "phantom_scene", "requirements", "segment_statistics",
+               "segments", "tables", "volumes", "worker"}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS) | _SUBMODULES)
