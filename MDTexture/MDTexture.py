@@ -207,6 +207,7 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updatingGUI = False
         self._busy = False  # an install or a classification is under way: Classify must not start another
         self._job = None  # the running classification (slicer_bridge.ClassifyJob)
+        self._packageProblems = {}  # read once per panel and after an install, not on every parameter change
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -246,6 +247,7 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.pollTimer.connect("timeout()", self.onPollClassification)
 
         self.ui.progressBar.hide()
+        self._packageProblems = packageProblems()
         self.initializeParameterNode()
 
     # -- life cycle ------------------------------------------------------------------------------------------------
@@ -312,7 +314,7 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.minAreaSpinBox.value = p.minAreaMm2
             self.ui.scoreTableView.setMRMLTableNode(p.scoreTable)
             text = self.logic.modelDescription(p)
-            problems = packageProblems()
+            problems = self._packageProblems
             if problems:
                 text += "\n" + _("Not ready yet: {details}. Classify offers to install them (network, a few "
                                  "minutes).").format(details="; ".join(problems.values()))
@@ -398,6 +400,8 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except RuntimeError as exc:  # testing mode never installs
             slicer.util.errorDisplay(str(exc), windowTitle=_("MDTexture"))
             return False
+        finally:
+            self._packageProblems = packageProblems()
 
     def onPollClassification(self):
         job = self._job
@@ -412,11 +416,9 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.pollTimer.stop()
         self._job = None
+        p = self._parameters or self.logic.getParameterNode()  # the user may have left the module meanwhile
         try:
-            if self._parameters is None:
-                job.cleanup()
-                return
-            self.logic.finishClassify(self._parameters, job)
+            self.logic.finishClassify(p, job)
         except InputError as exc:
             slicer.util.errorDisplay(_("Classification failed: {error}").format(error=exc),
                                      windowTitle=_("MDTexture"))
@@ -425,9 +427,9 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay(_("Classification failed: {error}").format(error=exc),
                                      windowTitle=_("MDTexture"), detailedText=traceback.format_exc())
         else:
-            self.logic.showHeatmap(self._parameters)
+            self.logic.showHeatmap(p)
             self._showResultLayout()
-            self.addLog(_("Verdict: {summary}").format(summary=self.logic.summaryText(self._parameters)))
+            self.addLog(_("Verdict: {summary}").format(summary=self.logic.summaryText(p)))
         finally:
             self._endRun()
 
@@ -440,10 +442,7 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         if hasattr(self, "pollTimer"):
             self.pollTimer.stop()
-        if self._parameters is not None:
-            self.logic.cancelClassify(self._parameters, job)
-        else:
-            job.cancel()
+        self.logic.cancelClassify(self._parameters or self.logic.getParameterNode(), job)
         self.addLog(message)
         self._endRun()
 
@@ -455,7 +454,7 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _showResultLayout(self, table=None):
         """Slice views, the table and the probability plot on one screen."""
-        p = self._parameters
+        p = self._parameters or self.logic.getParameterNode()
         layoutManager = slicer.app.layoutManager()
         if layoutManager is None or p is None:
             return

@@ -136,7 +136,9 @@ def test_classify_in_a_separate_process_then_scores_and_export(panel, untrained,
     assert job is not None and job.process.poll() is None  # the engine runs in its own process
     assert w.ui.classifyButton.text == "Cancel" and w.pollTimer.isActive() and w.ui.progressBar.visible
     assert w.ui.inputsCollapsibleButton.enabled is False
+    w.exit()  # the user switches to another module while it runs: the result must still arrive
     run_event_loop(w, lambda: w._job is None)
+    w.enter()
     assert (job.done, job.total) == (4, 4) and not os.path.exists(job.folder)
     assert not w.pollTimer.isActive() and not w.ui.progressBar.visible and w.ui.classifyButton.text == "Classify"
     assert [k for k, _t in panel.app.dialogs if k == "error"] == []
