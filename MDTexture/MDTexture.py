@@ -408,6 +408,12 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if job is None:
             self.pollTimer.stop()
             return
+        gone = self.logic.jobInputsGone(self._parameters or self.logic.getParameterNode(), job)
+        if gone:  # no point computing on: stop now and say why
+            self._stopClassification(_("Classification cancelled: {reason}.").format(reason=gone))
+            slicer.util.errorDisplay(_("Classification cancelled: {reason}. Select the inputs and click Classify "
+                                       "again.").format(reason=gone), windowTitle=_("MDTexture"))
+            return
         state = job.poll()
         if job.total:
             self.ui.progressBar.maximum = job.total

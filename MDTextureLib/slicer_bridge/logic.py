@@ -191,6 +191,15 @@ class MDTextureLogic:
         finally:
             job.cleanup()
 
+    def jobInputsGone(self, p: MDTextureParameters, job: ClassifyJob) -> str:
+        """Why the job's result could no longer be placed ('' while its FF volume is still the selected one)."""
+        ff_id = job.context.get("ff_id")
+        if self.scene.GetNodeByID(ff_id) is None:
+            return "the fat-fraction volume was removed from the scene while classifying"
+        if p.ff is None or p.ff.GetID() != ff_id:
+            return "the fat-fraction volume was replaced while classifying"
+        return ""
+
     def cancelClassify(self, p: MDTextureParameters, job: ClassifyJob) -> None:
         """Stop the job now and leave the scene as it was before startClassify."""
         job.cancel()
