@@ -40,6 +40,6 @@ def read_card(path: str | os.PathLike) -> dict:
     if not card_path.exists():
         raise InputError(f"model card not found: {card_path}")
     try:
-        return json.loads(card_path.read_text())
+        return json.loads(card_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"model card {card_path.name} is not valid JSON ({getattr(exc, 'msg', exc)})") from None

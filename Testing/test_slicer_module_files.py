@@ -153,7 +153,7 @@ def test_logic_module_imports_no_qt():
     files = sorted((ROOT / "MDTextureLib" / "slicer_bridge").glob("*.py"))
     assert len(files) >= 8
     for path in files:
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 imported |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module:

@@ -134,7 +134,7 @@ class ClassifyJob:
 
     def log_text(self) -> str:
         try:
-            return (self.folder / "log.txt").read_text(errors="replace")
+            return (self.folder / "log.txt").read_text(encoding="utf-8", errors="replace")
         except OSError:
             return ""
 

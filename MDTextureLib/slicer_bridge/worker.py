@@ -59,4 +59,5 @@ def run(folder: Path) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the folder holding MDTextureLib
+    sys.stdout.reconfigure(encoding="utf-8", errors="replace")  # messages carry "≠", "…"; the job reads UTF-8
     sys.exit(run(Path(sys.argv[1])))
