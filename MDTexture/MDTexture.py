@@ -377,10 +377,14 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if not self._dependenciesReady():
                 return
             self.updateParameterNodeFromGUI()
-            with slicer.util.tryWithErrorDisplay(_("Classification could not start."), waitCursor=True):
-                self._job = self.logic.startClassify(self._parameters)
-        except InputError:
-            pass  # shown by tryWithErrorDisplay
+            self._job = self.logic.startClassify(self._parameters)
+        except InputError as exc:
+            slicer.util.errorDisplay(_("Classification could not start: {error}").format(error=exc),
+                                     windowTitle=_("MDTexture"))
+        except Exception as exc:
+            logging.error(traceback.format_exc())
+            slicer.util.errorDisplay(_("Classification could not start: {error}").format(error=exc),
+                                     windowTitle=_("MDTexture"), detailedText=traceback.format_exc())
         finally:
             if self._job is None:
                 self._busy = False

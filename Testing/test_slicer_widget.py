@@ -166,6 +166,18 @@ def test_classify_in_a_separate_process_then_scores_and_export(panel, untrained,
     assert (tmp_path / "scores.csv").read_text().count("\n") == 8
 
 
+def test_a_missing_model_file_is_said_before_any_process_starts(panel, tmp_path):
+    w, scene = panel.widget, panel.scene
+    w.ui.loadPhantomButton.click()
+    w.ui.modelPathLineEdit.currentPath = str(tmp_path / "gone.json")
+    before = _names(scene)
+    w.ui.classifyButton.click()
+    errors = [text for kind, text in panel.app.dialogs if kind == "error"]
+    assert errors == [f"Classification could not start: model card not found: {tmp_path / 'gone.json'}"]
+    assert w._job is None and w.ui.classifyButton.text == "Classify" and w.ui.classifyButton.enabled
+    assert _names(scene) == before and not w.pollTimer.isActive()
+
+
 def test_cancel_kills_the_process_at_once_and_leaves_the_scene_as_it_was(panel, untrained):
     w, scene = panel.widget, panel.scene
     p = w.logic.getParameterNode()
