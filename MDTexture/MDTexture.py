@@ -1,20 +1,21 @@
 """MDTexture: classify muscular dystrophy (DMD / CMD / normal) from lower-leg Dixon MRI and score muscle texture.
 
-This file is the 3D Slicer module: the Module description, the Widget (it only wires the panel from
-``Resources/UI/MDTexture.ui`` to the Logic) and the self-test. Every operation on the scene is in
-``MDTextureLib.slicer_bridge.MDTextureLogic``, which imports neither qt nor ctk, so it is tested outside Slicer.
+This file is the 3D Slicer module: the Module description, the first-use installer, the Widget (it only wires the
+panel from ``Resources/UI/MDTexture.ui`` to the Logic) and the self-test. Every operation on the scene is in
+``MDTextureLib.slicer_bridge`` (no Qt there), so it is tested outside Slicer. Nothing heavy is imported here: torch,
+torchvision and safetensors are needed only by the classification, which runs in a separate process.
 """
 
 import importlib
-import importlib.metadata
 import importlib.util
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import traceback
+import unittest
 
-import ctk  # noqa: F401  (the .ui needs CTK's widgets registered)
 import qt
 import vtk
 
@@ -45,14 +46,23 @@ def _ensureEngineImportable():
 
 _ensureEngineImportable()
 
+# Light imports only: the package resolves its names on first use, so Slicer's start-up loads no numpy-heavy code,
+# SimpleITK or torch for this module (the Widget's setup brings the scene operations; a classification, torch).
 from MDTextureLib import slicer_bridge  # noqa: E402
 from MDTextureLib.constants import CLASSES, MUSCLES  # noqa: E402
 from MDTextureLib.errors import InputError  # noqa: E402
+from MDTextureLib.slicer_bridge import requirements  # noqa: E402
+from MDTextureLib.slicer_bridge.requirements import ENGINE_REQUIREMENTS, MINIMUM_VERSIONS  # noqa: E402,F401
 
-MDTextureLogic = slicer_bridge.MDTextureLogic
 
-#: What the engine needs beyond Slicer's own Python (numpy and SimpleITK come with Slicer and are never replaced).
-ENGINE_REQUIREMENTS = {"torch": "torch>=2.1", "torchvision": "torchvision>=0.16", "safetensors": "safetensors>=0.4"}
+def __getattr__(name):
+    """``MDTexture.MDTextureLogic``, for scripts (``import MDTexture; MDTexture.MDTextureLogic()``), on first use."""
+    if name == "MDTextureLogic":
+        return slicer_bridge.MDTextureLogic
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+HOMEPAGE = "https://github.com/MDTexture/SlicerMDTexture"
+POLL_INTERVAL_MS = 250
 
 
 # -------------------------------------------------------------------------------------------------------------------
@@ -70,65 +80,98 @@ class MDTexture(ScriptedLoadableModule):
             "Classifies a lower-leg Dixon MRI series as DMD, CMD or normal with an ICAM-ResNet18, shows where the "
             "network looked (class heatmaps over the fat-fraction or water image) and scores each calf muscle: "
             "the fraction of the slices containing it that the heatmap highlights. Research use only; not a "
-            "medical device.")
+            "medical device.") + "<p>" + _("Documentation: {link}").format(
+                link=f'<a href="{HOMEPAGE}#readme">{HOMEPAGE}</a>') + "</p>"
         self.parent.acknowledgementText = _(
             "Method: Cai et al., texture analysis of muscular dystrophies in lower-leg Dixon MRI with an "
-            "interpretable class activation map (ICAM) network. Uses PyTorch, SimpleITK and 3D Slicer.")
+            "interpretable class activation map (ICAM) network. Uses PyTorch, SimpleITK and 3D Slicer. "
+            "Distributed under the BSD 3-Clause license.")
+        app = getattr(slicer, "app", None)
+        if app is not None:
+            app.connect("startupCompleted()", registerIntegrations)
+
+
+def registerIntegrations():
+    """After Slicer's start-up: the texture score in Segment Statistics and the phantom in Sample Data. Each one
+    is optional: a Slicer without that module only loses that entry."""
+    for register in (registerSegmentStatisticsPlugin, registerSampleData):
+        try:
+            register()
+        except Exception:  # a missing or changed optional module must not break the panel
+            logging.warning("MDTexture: %s failed:\n%s", register.__name__, traceback.format_exc())
+
+
+def registerSegmentStatisticsPlugin():
+    from SegmentStatistics import SegmentStatisticsLogic
+    from SegmentStatisticsPlugins import SegmentStatisticsPluginBase
+
+    from MDTextureLib.slicer_bridge.segment_statistics import plugin_class
+
+    SegmentStatisticsLogic.registerPlugin(plugin_class(SegmentStatisticsPluginBase)())
+
+
+def registerSampleData():
+    import SampleData
+
+    iconPath = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Resources", "Icons", "MDTexture.png")
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="MDTexture", sampleName="MDTexturePhantomDMD", uris=None, fileNames=None, nodeNames=None,
+        thumbnailFileName=iconPath, customDownloader=_loadPhantomSample)
+
+
+def _loadPhantomSample(source=None):
+    """Sample Data entry: the synthetic DMD phantom, made on the spot (nothing is downloaded)."""
+    nodes = slicer_bridge.load_phantom(slicer.mrmlScene, "DMD", seed=0)
+    return [nodes["water"], nodes["fat"], nodes["ff"], nodes["segmentation"]]
 
 
 # -------------------------------------------------------------------------------------------------------------------
 # First-use installation of the engine's Python packages
 
 
+def packageProblems():
+    """{package: what is wrong} for torch, torchvision and safetensors (missing or too old), without importing them."""
+    return requirements.package_problems()
+
+
 def missingPackages():
-    return [name for name in ENGINE_REQUIREMENTS if importlib.util.find_spec(name) is None]
-
-
-def _constraintsFile():
-    """A pip constraints file pinning Slicer's own numpy and SimpleITK, so no install can replace them."""
-    lines = []
-    for name in ("numpy", "SimpleITK"):
-        try:
-            lines.append(f"{name}=={importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    handle, path = tempfile.mkstemp(prefix="MDTexture-constraints-", suffix=".txt")
-    with os.fdopen(handle, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    return path
+    """The engine's packages that are absent or too old."""
+    return list(packageProblems())
 
 
 def ensureDependencies():
-    """True when torch, torchvision and safetensors import; else ask, install, and report. Never in testing mode."""
-    missing = missingPackages()
-    if not missing:
+    """True when torch, torchvision and safetensors are installed in the versions needed; else ask once, install,
+    check the versions again and report. Never installs in testing mode (RuntimeError instead)."""
+    problems = packageProblems()
+    if not problems:
         return True
     if slicer.app.commandOptions().testingEnabled:
         raise RuntimeError("MDTexture needs these Python packages, which are not installed automatically in testing "
-                           f"mode: {', '.join(missing)}")
+                           f"mode: {', '.join(problems)} ({'; '.join(problems.values())})")
     if not slicer.util.confirmOkCancelDisplay(
-            _("MDTexture needs these Python packages: {packages}.\n\nInstall them now? This needs a network "
-              "connection and can take several minutes.").format(packages=", ".join(missing)),
+            _("MDTexture needs these Python packages: {packages}.\n\n{details}.\n\nInstall them now? This needs a "
+              "network connection and can take several minutes.").format(
+                packages=", ".join(problems), details="; ".join(problems.values())),
             windowTitle=_("MDTexture: install Python packages")):
         return False
-    constraints = _constraintsFile()
+    constraints = requirements.constraints_file()
     slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
     try:
-        if "torch" in missing or "torchvision" in missing:
+        if "torch" in problems or "torchvision" in problems:
             try:
                 import PyTorchUtils  # the PyTorch extension picks the wheel matching the GPU driver
             except ImportError:
                 PyTorchUtils = None
             if PyTorchUtils is not None:
                 PyTorchUtils.PyTorchUtilsLogic().installTorch(
-                    askConfirmation=False, torchVersionRequirement=">=2.1", torchvisionVersionRequirement=">=0.16")
+                    askConfirmation=False, torchVersionRequirement=">=" + MINIMUM_VERSIONS["torch"],
+                    torchvisionVersionRequirement=">=" + MINIMUM_VERSIONS["torchvision"])
             else:
                 slicer.util.pip_install([ENGINE_REQUIREMENTS["torch"], ENGINE_REQUIREMENTS["torchvision"],
                                          "-c", constraints])
-        if "safetensors" in missingPackages():
+        if "safetensors" in packageProblems():
             slicer.util.pip_install([ENGINE_REQUIREMENTS["safetensors"], "-c", constraints])
     except Exception as exc:
-        slicer.app.restoreOverrideCursor()
         slicer.util.errorDisplay(
             _("Installing the Python packages failed: {error}\n\nCheck the network connection, restart Slicer and "
               "click Classify again. If it fails again, install the PyTorch extension from the Extensions Manager, "
@@ -136,14 +179,15 @@ def ensureDependencies():
             windowTitle=_("MDTexture: installation failed"), detailedText=traceback.format_exc())
         return False
     finally:
+        slicer.app.restoreOverrideCursor()
         os.remove(constraints)
-    slicer.app.restoreOverrideCursor()
     importlib.invalidate_caches()
-    still = missingPackages()
+    still = packageProblems()
     if still:
         slicer.util.errorDisplay(
-            _("Installed, but {packages} cannot be imported yet. Restart Slicer and click Classify again.").format(
-                packages=", ".join(still)), windowTitle=_("MDTexture: restart needed"))
+            _("After the installation: {details}. Restart Slicer and click Classify again; if another extension "
+              "installed an older PyTorch, update it from the PyTorch module (PyTorch Utils).").format(
+                details="; ".join(still.values())), windowTitle=_("MDTexture: restart needed"))
         return False
     return True
 
@@ -161,8 +205,9 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameters = None
         self._updatingGUI = False
-        self._running = False
-        self._cancelRequested = False
+        self._busy = False  # an install or a classification is under way: Classify must not start another
+        self._job = None  # the running classification (slicer_bridge.ClassifyJob)
+        self._packageProblems = {}  # read once per panel and after an install, not on every parameter change
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -171,7 +216,7 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
-        self.logic = MDTextureLogic()
+        self.logic = slicer_bridge.MDTextureLogic()
         self.logic.log = self.addLog
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -190,17 +235,24 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.backgroundComboBox.connect("currentIndexChanged(int)", self.onViewChanged)
         self.ui.opacitySlider.connect("valueChanged(double)", self.onOpacityChanged)
 
+        self.ui.loadPhantomButton.connect("clicked(bool)", self.onLoadPhantom)
         self.ui.classifyButton.connect("clicked(bool)", self.onClassifyButton)
         self.ui.showChartButton.connect("clicked(bool)", self.onShowChart)
         self.ui.createSegmentsButton.connect("clicked(bool)", self.onCreateSegments)
         self.ui.computeScoresButton.connect("clicked(bool)", self.onComputeScores)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
 
+        self.pollTimer = qt.QTimer()
+        self.pollTimer.setInterval(POLL_INTERVAL_MS)
+        self.pollTimer.connect("timeout()", self.onPollClassification)
+
         self.ui.progressBar.hide()
+        self._packageProblems = packageProblems()
         self.initializeParameterNode()
 
     # -- life cycle ------------------------------------------------------------------------------------------------
     def cleanup(self):
+        self._stopClassification(_("Classification cancelled: the module was closed."))
         self.removeObservers()
 
     def enter(self):
@@ -210,6 +262,7 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event):
+        self._stopClassification(_("Classification cancelled: the scene was closed."))
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -217,22 +270,17 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.initializeParameterNode()
 
     def onReload(self):
-        importlib.reload(slicer_bridge)
+        """Developer "Reload": every MDTextureLib module is imported afresh, then Slicer reloads this file."""
+        self._stopClassification(_("Classification cancelled: the module was reloaded."))
+        for name in [n for n in sys.modules if n == "MDTextureLib" or n.startswith("MDTextureLib.")]:
+            del sys.modules[name]
+        importlib.invalidate_caches()
         ScriptedLoadableModuleWidget.onReload(self)
 
     def initializeParameterNode(self):
         p = self.logic.getParameterNode()
         if p.water is None and p.fat is None and p.ff is None:
-            for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
-                if node.IsA("vtkMRMLLabelMapVolumeNode"):
-                    continue
-                name = node.GetName().lower()
-                if p.water is None and "water" in name:
-                    p.water = node
-                elif p.fat is None and "fat" in name and "fraction" not in name:
-                    p.fat = node
-                elif p.ff is None and ("ff" in name.split() or "fraction" in name or name == "ff"):
-                    p.ff = node
+            self.logic.guessInputs(p)
         self.setParameterNode(p)
 
     def setParameterNode(self, parameters):
@@ -265,10 +313,12 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.minOverlapSlider.value = p.minOverlap
             self.ui.minAreaSpinBox.value = p.minAreaMm2
             self.ui.scoreTableView.setMRMLTableNode(p.scoreTable)
-            modelPath = self.logic.modelPathFor(p)
-            self.ui.modelInfoLabel.text = (_("Using {path}").format(path=os.path.basename(modelPath)) if modelPath
-                                           else _("No model is shipped with this installation: choose a model "
-                                                  "card (.json)."))
+            text = self.logic.modelDescription(p)
+            problems = self._packageProblems
+            if problems:
+                text += "\n" + _("Not ready yet: {details}. Classify offers to install them (network, a few "
+                                 "minutes).").format(details="; ".join(problems.values()))
+            self.ui.modelInfoLabel.text = text
             self.ui.resultLabel.text = self.logic.summaryText(p) or _("Not classified yet")
             self._updateButtons()
         finally:
@@ -296,14 +346,15 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _updateButtons(self):
         p = self._parameters
-        busy = self._running
+        running = self._job is not None
         haveInputs = p is not None and (p.ff is not None or (p.water is not None and p.fat is not None))
         haveHeatmap = p is not None and self.logic.currentHeatmap(p) is not None
-        self.ui.classifyButton.enabled = haveInputs or busy
+        self.ui.classifyButton.enabled = running or (haveInputs and not self._busy)
+        self.ui.classifyButton.text = _("Cancel") if running else _("Classify")
         for widget in (self.ui.inputsCollapsibleButton, self.ui.modelCollapsibleButton,
                        self.ui.heatmapCollapsibleButton, self.ui.musclesCollapsibleButton,
                        self.ui.scoresCollapsibleButton):
-            widget.enabled = not busy
+            widget.enabled = not self._busy
         self.ui.showChartButton.enabled = p is not None and p.probabilityChart is not None
         self.ui.createSegmentsButton.enabled = p is not None and (p.ff is not None or p.water is not None)
         self.ui.computeScoresButton.enabled = haveHeatmap and p.segmentation is not None
@@ -313,43 +364,126 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.appendPlainText(text)
         logging.info(text)
 
-    # -- actions ---------------------------------------------------------------------------------------------------
+    # -- classification: a separate process, polled by a timer; Cancel kills it --------------------------------
     def onClassifyButton(self):
-        if self._running:
-            self._cancelRequested = True
-            self.ui.classifyButton.text = _("Cancelling…")
+        if self._job is not None:
+            self.onCancelClassification()
             return
-        if not ensureDependencies():
+        if self._busy:  # the install's dialogs pump events: a second click must not start a second install
             return
-        self.updateParameterNodeFromGUI()
-        self._running, self._cancelRequested = True, False
-        self.ui.classifyButton.text = _("Cancel")
+        self._busy = True
+        self._updateButtons()
+        try:
+            if not self._dependenciesReady():
+                return
+            self.updateParameterNodeFromGUI()
+            self._job = self.logic.startClassify(self._parameters)
+        except InputError as exc:
+            slicer.util.errorDisplay(_("Classification could not start: {error}").format(error=exc),
+                                     windowTitle=_("MDTexture"))
+        except Exception as exc:
+            logging.error(traceback.format_exc())
+            slicer.util.errorDisplay(_("Classification could not start: {error}").format(error=exc),
+                                     windowTitle=_("MDTexture"), detailedText=traceback.format_exc())
+        finally:
+            if self._job is None:
+                self._busy = False
+                self._updateButtons()
+        if self._job is None:
+            return
+        self.addLog(_("Classifying in a separate process…"))
+        self.ui.progressBar.maximum = 0  # busy indicator until the first progress line
         self.ui.progressBar.value = 0
         self.ui.progressBar.show()
         self._updateButtons()
+        self.pollTimer.start()
+
+    def _dependenciesReady(self):
         try:
-            self.logic.classify(self._parameters, progress=self._onProgress, cancel=lambda: self._cancelRequested)
-        except InterruptedError:
-            self.addLog(_("Classification cancelled."))
-        except InputError as exc:
+            return ensureDependencies()
+        except RuntimeError as exc:  # testing mode never installs
             slicer.util.errorDisplay(str(exc), windowTitle=_("MDTexture"))
+            return False
+        finally:
+            self._packageProblems = packageProblems()
+
+    def onPollClassification(self):
+        job = self._job
+        if job is None:
+            self.pollTimer.stop()
+            return
+        gone = self.logic.jobInputsGone(self._parameters or self.logic.getParameterNode(), job)
+        if gone:  # no point computing on: stop now and say why
+            self._stopClassification(_("Classification cancelled: {reason}.").format(reason=gone))
+            slicer.util.errorDisplay(_("Classification cancelled: {reason}. Select the inputs and click Classify "
+                                       "again.").format(reason=gone), windowTitle=_("MDTexture"))
+            return
+        state = job.poll()
+        if job.total:
+            self.ui.progressBar.maximum = job.total
+            self.ui.progressBar.value = job.done
+        if state == slicer_bridge.job.RUNNING:
+            return
+        self.pollTimer.stop()
+        self._job = None
+        p = self._parameters or self.logic.getParameterNode()  # the user may have left the module meanwhile
+        try:
+            self.logic.finishClassify(p, job)
+        except InputError as exc:
+            slicer.util.errorDisplay(_("Classification failed: {error}").format(error=exc),
+                                     windowTitle=_("MDTexture"))
         except Exception as exc:
             logging.error(traceback.format_exc())
             slicer.util.errorDisplay(_("Classification failed: {error}").format(error=exc),
                                      windowTitle=_("MDTexture"), detailedText=traceback.format_exc())
         else:
-            self.logic.showHeatmap(self._parameters)
-            self.addLog(_("Verdict: {summary}").format(summary=self.logic.summaryText(self._parameters)))
+            self.logic.showHeatmap(p)
+            self._showResultLayout()
+            self.addLog(_("Verdict: {summary}").format(summary=self.logic.summaryText(p)))
         finally:
-            self._running = False
-            self.ui.classifyButton.text = _("Classify")
-            self.ui.progressBar.hide()
-            self.updateGUIFromParameterNode()
+            self._endRun()
 
-    def _onProgress(self, done, total):
-        self.ui.progressBar.maximum = total
-        self.ui.progressBar.value = done
-        slicer.app.processEvents()  # keeps the panel alive and lets Cancel be clicked between batches
+    def onCancelClassification(self):
+        self._stopClassification(_("Classification cancelled."))
+
+    def _stopClassification(self, message):
+        job, self._job = self._job, None
+        if job is None:
+            return
+        if hasattr(self, "pollTimer"):
+            self.pollTimer.stop()
+        self.logic.cancelClassify(self._parameters or self.logic.getParameterNode(), job)
+        self.addLog(message)
+        self._endRun()
+
+    def _endRun(self):
+        self._busy = False
+        self.ui.progressBar.hide()
+        self._updateButtons()
+        self.updateGUIFromParameterNode()
+
+    def _showResultLayout(self, table=None):
+        """Slice views, the table and the probability plot on one screen."""
+        p = self._parameters or self.logic.getParameterNode()
+        layoutManager = slicer.app.layoutManager()
+        if layoutManager is None or p is None:
+            return
+        layoutManager.setLayout(self.logic.layoutWithTableAndPlot)
+        selection = slicer.app.applicationLogic().GetSelectionNode()
+        table = table or p.scoreTable or p.probabilityTable
+        if table is not None:
+            selection.SetActiveTableID(table.GetID())
+            slicer.app.applicationLogic().PropagateTableSelection()
+        if p.probabilityChart is not None:
+            selection.SetActivePlotChartID(p.probabilityChart.GetID())
+            slicer.app.applicationLogic().PropagatePlotChartSelection()
+
+    # -- other actions ---------------------------------------------------------------------------------------------
+    def onLoadPhantom(self):
+        with slicer.util.tryWithErrorDisplay(_("Cannot make the phantom."), waitCursor=True):
+            nodes = self.logic.loadPhantom(self._parameters)
+            self.addLog(_("Loaded the synthetic {cls} phantom (ground truth known; not patient data): {name}").format(
+                cls=nodes["scan"].truth.get("class", "DMD"), name=nodes["ff"].GetName()))
 
     def onViewChanged(self, *args):
         p = self._parameters
@@ -390,11 +524,7 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             rows = self.logic.computeScores(self._parameters)
             table = self._parameters.scoreTable
             self.ui.scoreTableView.setMRMLTableNode(table)
-            layoutManager = slicer.app.layoutManager()
-            if layoutManager is not None:
-                layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
-                slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
-                slicer.app.applicationLogic().PropagateTableSelection()
+            self._showResultLayout(table)
             scored = [r for r in rows if r.texture_score is not None]
             self.addLog(_("Texture scores for {n} muscles in {table}").format(n=len(scored), table=table.GetName()))
 
@@ -403,7 +533,7 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if p is None or p.scoreTable is None:
             return
         path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Export texture scores"),
-                                              p.scoreTable.GetName() + ".csv", _("CSV files (*.csv)"))
+                                              self.logic.defaultExportPath(p), _("CSV files (*.csv)"))
         if not path:
             return
         with slicer.util.tryWithErrorDisplay(_("Cannot export the table."), waitCursor=True):
@@ -422,8 +552,9 @@ def _selectText(combo, text):
 
 
 class MDTextureTest(ScriptedLoadableModuleTest):
-    """Classifies a generated phantom with a small untrained model and checks every number the Logic puts into the
-    scene against the engine run on the same files. Needs torch (not installed in testing mode), no network."""
+    """Classifies a synthetic phantom with a small untrained model in the separate process the panel uses, and checks
+    every number the Logic puts into the scene against the engine run in this process. Needs torch (skipped with a
+    message when it is missing: testing mode never installs), no network, no file format beyond NRRD; cleans up."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -433,73 +564,71 @@ class MDTextureTest(ScriptedLoadableModuleTest):
         self.test_MDTexture_phantom()
 
     def test_MDTexture_phantom(self):
+        missing = packageProblems()
+        if missing:
+            message = _("MDTexture self-test skipped: {details}. Click Classify once to install the packages, "
+                        "then run the test again.").format(details="; ".join(missing.values()))
+            self.delayDisplay(message)
+            raise unittest.SkipTest(message)
+        folder = tempfile.mkdtemp(prefix="MDTextureTest-")
+        try:
+            self._checkPhantom(folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.delayDisplay("MDTexture self-test passed")
+
+    def _checkPhantom(self, folder):
         import numpy as np
 
-        missing = missingPackages()
-        if missing:
-            raise RuntimeError(f"the self-test needs {', '.join(missing)}; click Classify once to install them")
         from MDTextureLib.constants import MUSCLE_LABELS
         from MDTextureLib.inference import classify_volume
-        from MDTextureLib.io import load_dixon, read_labels
+        from MDTextureLib.io import series_from_arrays
         from MDTextureLib.modelfile import build_model
-        from MDTextureLib.phantom import make_scan, write_scan
-        from MDTextureLib.scores import canonical_muscle, texture_scores
+        from MDTextureLib.scores import texture_scores
 
-        self.delayDisplay("Writing a DMD phantom")
-        folder = tempfile.mkdtemp(prefix="MDTextureTest-")
-        scan = make_scan("DMD", seed=0, n_slices=6, matrix=96, pixel_mm=2.0)
-        write_scan(scan, folder)
-        files = {key: os.path.join(folder, key + ".nrrd") for key in ("water", "fat", "ff")}
-        water = slicer.util.loadVolume(files["water"])
-        fat = slicer.util.loadVolume(files["fat"])
-        ff = slicer.util.loadVolume(files["ff"])
-        segmentation = slicer.util.loadSegmentation(os.path.join(folder, "muscles.seg.nrrd"))
-
-        self.delayDisplay("Classifying")
-        model = build_model("icam28", seed=0)
-        logic = MDTextureLogic()
-        logic.setModel(model)
+        self.delayDisplay("Making a DMD phantom")
+        logic = slicer_bridge.MDTextureLogic()
         p = logic.getParameterNode()
-        p.water, p.fat, p.ff, p.device = water, fat, ff, "cpu"
-        calls = []
-        result = logic.classify(p, progress=lambda done, total: calls.append((done, total)))
-        self.assertEqual(calls[-1], (6, 6))
+        nodes = logic.loadPhantom(p, n_slices=6, matrix=96, pixel_mm=2.0)
+        scan = nodes["scan"]
+        self.assertIs(p.ff, nodes["ff"])
+        self.assertEqual(slicer_bridge.segment_names(p.segmentation), list(MUSCLES))
+
+        self.delayDisplay("Classifying in a separate process")
+        model = build_model("icam28", seed=0)
+        logic.setModel(model)
+        p.device = "cpu"
+        job = logic.startClassify(p)
+        self.assertEqual(job.wait(timeout_s=600), slicer_bridge.job.FINISHED, job.log_text())
+        self.assertEqual((job.done, job.total), (6, 6))
+        result = logic.finishClassify(p, job)
+        self.assertFalse(os.path.exists(job.folder))
         logic.showHeatmap(p)
 
-        series = load_dixon(ff=files["ff"], water=files["water"], fat=files["fat"])
+        grid = slicer_bridge.grid_of_volume(p.ff)
+        series = series_from_arrays(grid, ff=scan.ff.astype(np.float32))
         reference = classify_volume(series, model, device="cpu")
-        np.testing.assert_allclose(result.probabilities, reference.probabilities, atol=1e-6)
-        ffMatrix = slicer_bridge.ijk_to_ras(ff)
+        np.testing.assert_allclose(result.probabilities, reference.probabilities, atol=1e-5)
+        ffMatrix = slicer_bridge.ijk_to_ras(p.ff)
         for c in CLASSES:
             heat = p.heatmap(c)
-            self.assertEqual(heat.GetName(), f"{ff.GetName()} ICAM {c}")
+            self.assertEqual(heat.GetName(), f"{p.ff.GetName()} ICAM {c}")
             np.testing.assert_array_equal(slicer_bridge.ijk_to_ras(heat), ffMatrix)
-            np.testing.assert_allclose(slicer.util.arrayFromVolume(heat), reference.heatmap_for(c), atol=1e-5)
+            np.testing.assert_allclose(slicer.util.arrayFromVolume(heat), reference.heatmap_for(c), atol=1e-4)
 
         self.delayDisplay("Scoring the muscles")
-        p.segmentation = segmentation
         p.threshold = 0.4
         rows = logic.computeScores(p)
-        labelmap = read_labels(os.path.join(folder, "muscles.seg.nrrd"), series.grid)
-        expected = texture_scores(reference.heatmap_for(p.viewClass), labelmap.labels, labelmap.names, series.ff,
-                                  series.grid.spacing, p.scoreParameters())
+        names = {MUSCLE_LABELS[m]: m for m in MUSCLES}
+        expected = texture_scores(slicer.util.arrayFromVolume(p.heatmap(p.viewClass)), scan.labels, names,
+                                  scan.ff, grid.spacing, p.scoreParameters())
         self.assertEqual(rows, expected)
-        self.assertEqual([r.muscle for r in rows], list(MUSCLES))
-        # The segmentation exported onto the FF grid is the phantom's own labelmap.
-        labels, names = slicer_bridge.labels_from_segmentation(slicer.mrmlScene, segmentation, ff)
-        remapped = np.zeros_like(scan.labels)
-        for value, name in names.items():
-            remapped[labels == value] = MUSCLE_LABELS[canonical_muscle(name)]
-        np.testing.assert_array_equal(remapped, scan.labels)
         voxelMl = float(np.prod(scan.spacing_mm)) / 1000.0
         for row in rows:
             self.assertAlmostEqual(row.volume_ml, float((scan.labels == MUSCLE_LABELS[row.muscle]).sum()) * voxelMl)
 
         self.delayDisplay("Creating muscle segments and exporting the table")
-        created = logic.createMuscleSegments(p)
-        self.assertIs(created, segmentation)  # all seven present already: nothing added
-        self.assertEqual(slicer_bridge.segment_names(created), slicer_bridge.segment_names(segmentation))
+        self.assertIs(logic.createMuscleSegments(p), p.segmentation)  # all seven present already: nothing added
         written = logic.exportScores(os.path.join(folder, "scores.csv"), p)
         with open(written) as fh:
             self.assertEqual(len(fh.read().strip().splitlines()), 1 + len(rows))
-        self.delayDisplay("MDTexture self-test passed")

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from .constants import CLASSES, DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX
 from .errors import InputError
+from .modelcard import DEFAULT_MODEL_NAME, MODELS_DIR, default_model_path  # noqa: F401  (torch-free; re-exported)
 from .network import VARIANTS, ICAMNet, infer_variant
 from .orientation import CANONICAL as CANONICAL_ORIENTATION
 
@@ -26,9 +27,6 @@ CARD_FORMAT = 1
 
 #: Input preprocessing of models built here (the card of a loaded model is authoritative).
 DEFAULT_NORMALISATION = {"mean": 0.2, "std": 0.3}  # FF fraction; roughly the cohort's in-window mean and std
-
-MODELS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
-DEFAULT_MODEL_NAME = "icam28"
 
 
 @dataclass
@@ -163,15 +161,6 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
     net = ICAMNet(card["variant"])
     net.load_state_dict({k: v.float() for k, v in state.items()})
     return Model(net=net.to(device).eval(), card=card, path=card_path)
-
-
-def default_model_path() -> Path | None:
-    """The shipped model's card, if the repository has one."""
-    env = os.environ.get("MDTEXTURE_MODEL")
-    if env:
-        return Path(env)
-    card = MODELS_DIR / f"{DEFAULT_MODEL_NAME}.json"
-    return card if card.exists() else None
 
 
 def load_imagenet_file(path: str | os.PathLike) -> dict:

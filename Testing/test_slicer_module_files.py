@@ -5,13 +5,11 @@ module file itself (imported with test-only stand-ins for the Qt parts, its self
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import re
 import struct
 import subprocess
 import sys
-import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -24,7 +22,6 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULE_DIR = ROOT / "MDTexture"
 MODULE_PY = MODULE_DIR / "MDTexture.py"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "MDTexture.ui"
-STUBS = Path(__file__).resolve().parent / "slicer_stubs"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -109,6 +106,12 @@ def test_every_file_listed_in_the_module_cmakelists_exists():
     assert sorted(p.name for p in MODULE_DIR.glob("*.py")) == ["MDTexture.py"]
 
 
+def test_license_file_matches_pyproject():
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("BSD 3-Clause License") and "Redistribution and use in source and binary forms" in text
+    assert re.search(r'license\s*=\s*\{?\s*(text\s*=\s*)?"BSD-3-Clause"', (ROOT / "pyproject.toml").read_text())
+
+
 def test_top_level_cmakelists_and_catalogue_entry_agree():
     text = (ROOT / "CMakeLists.txt").read_text()
     assert re.search(r"^project\(MDTexture\)", text, re.M)
@@ -146,13 +149,15 @@ def test_icon_is_a_small_png():
 
 
 def test_logic_module_imports_no_qt():
-    tree = ast.parse((ROOT / "MDTextureLib" / "slicer_bridge.py").read_text())
     imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
+    files = sorted((ROOT / "MDTextureLib" / "slicer_bridge").glob("*.py"))
+    assert len(files) >= 8
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
     assert not imported & {"qt", "ctk", "PythonQt"}
     # And it really imports with qt/ctk made unimportable.
     code = ("import sys; sys.modules['qt'] = None; sys.modules['ctk'] = None; "
@@ -162,55 +167,13 @@ def test_logic_module_imports_no_qt():
     assert out.stdout.strip().endswith("MDTextureLogic")
 
 
-def _load_stub(name, file):
-    spec = importlib.util.spec_from_file_location(name, STUBS / file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _read_volume(path):
-    """Stand-in for slicer.util.loadVolume: Slicer's storage node into slicer.mrmlScene, named like Slicer does."""
-    scene = slicer.mrmlScene
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", Path(path).name.split(".")[0])
-    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
-    storage.SetFileName(str(path))
-    assert storage.ReadData(node) == 1
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    node.CreateDefaultDisplayNodes()
-    return node
-
-
-def _read_segmentation(path):
-    scene = slicer.mrmlScene
-    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", Path(path).name.split(".")[0])
-    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
-    storage.SetFileName(str(path))
-    assert storage.ReadData(node) == 1
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    node.CreateDefaultDisplayNodes()
-    return node
-
-
 @pytest.fixture
 def module_file(monkeypatch):
-    """MDTexture.py imported as Slicer would, with qt/ctk/ScriptedLoadableModule stand-ins and a real scene."""
-    monkeypatch.setitem(sys.modules, "qt", _load_stub("qt", "qt.py"))
-    monkeypatch.setitem(sys.modules, "ctk", _load_stub("ctk", "ctk.py"))
-    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule",
-                        _load_stub("slicer.ScriptedLoadableModule", "ScriptedLoadableModule.py"))
-    scene = slicer.vtkMRMLScene()
-    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
-    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(
-        commandOptions=lambda: types.SimpleNamespace(testingEnabled=True), processEvents=lambda: None),
-        raising=False)
-    monkeypatch.setattr(slicer.util, "loadVolume", _read_volume)
-    monkeypatch.setattr(slicer.util, "loadSegmentation", _read_segmentation)
-    spec = importlib.util.spec_from_file_location("MDTexture", MODULE_PY)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "MDTexture", module)
-    spec.loader.exec_module(module)
-    return module
+    """MDTexture.py imported as Slicer would, with the Qt stand-ins (Testing/slicer_stubs) and a real scene."""
+    from slicer_widget_fixtures import application_scene, fakeapp
+
+    fakeapp.install(monkeypatch.setattr, monkeypatch.setitem, application_scene())
+    return fakeapp.load_module_file(monkeypatch.setitem)
 
 
 def test_module_description(module_file):
@@ -221,30 +184,15 @@ def test_module_description(module_file):
     assert module_file.MDTextureLogic is __import__("MDTextureLib.slicer_bridge", fromlist=["x"]).MDTextureLogic
     assert set(module_file.ENGINE_REQUIREMENTS) == {"torch", "torchvision", "safetensors"}
     assert module_file.missingPackages() == []  # this environment has the engine's packages
+    assert "LICENSE" not in parent.acknowledgementText and "BSD 3-Clause" in parent.acknowledgementText
+    assert module_file.HOMEPAGE in parent.helpText
 
 
 def test_dependency_install_is_skipped_in_testing_mode(module_file, monkeypatch):
-    monkeypatch.setattr(module_file, "missingPackages", lambda: ["safetensors"])
+    monkeypatch.setattr(module_file, "packageProblems", lambda: {"safetensors": "safetensors is not installed"})
     asked = []
     monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda *a, **k: asked.append(a) or True)
     monkeypatch.setattr(slicer.util, "pip_install", lambda *a, **k: asked.append(a))
     with pytest.raises(RuntimeError, match="not installed automatically in testing mode: safetensors"):
         module_file.ensureDependencies()
     assert asked == []
-
-
-def test_module_self_test_runs_on_a_phantom(module_file):
-    """MDTextureTest.runTest, the code Slicer's Self Tests module runs, end to end on slicer.mrmlScene."""
-    # What the application's Segmentations module registers at startup.
-    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
-    for rule in ("vtkBinaryLabelmapToClosedSurfaceConversionRule", "vtkClosedSurfaceToBinaryLabelmapConversionRule"):
-        factory.RegisterConverterRule(getattr(slicer, rule)())
-    test = module_file.MDTextureTest()
-    test.messages = []
-    test.runTest()
-    assert test.messages[-1] == "MDTexture self-test passed"
-    scene = slicer.mrmlScene
-    names = [scene.GetNthNode(i).GetName() for i in range(scene.GetNumberOfNodes())]
-    for c in ("DMD", "CMD", "normal"):
-        assert f"ff ICAM {c}" in names
-    assert "ff texture scores" in names

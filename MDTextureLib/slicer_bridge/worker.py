@@ -1,0 +1,63 @@
+"""The classification run by the Slicer module in a separate process (``python worker.py JOB_FOLDER``).
+
+Run as a script by path, not as ``-m``, so that importing it does not import the Slicer side of the package: this
+process needs numpy, SimpleITK and torch only. It reads ``job.json`` and ``ff.nrrd`` from the job folder, prints
+``MDTEXTURE-PROGRESS done total`` lines, and writes ``result.npz`` + ``result.json`` (moved into place only when
+complete). A user mistake ends it with exit status 2 and one ``MDTEXTURE-ERROR message`` line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+PROGRESS = "MDTEXTURE-PROGRESS"
+ERROR = "MDTEXTURE-ERROR"
+RESULT_ARRAYS = "result.npz"
+RESULT_FIELDS = "result.json"
+
+
+def run(folder: Path) -> int:
+    import numpy as np
+
+    from MDTextureLib.constants import CLASSES
+    from MDTextureLib.errors import InputError
+    from MDTextureLib.io import load_dixon
+    from MDTextureLib.modelcard import read_card
+
+    spec = json.loads((folder / "job.json").read_text())
+    try:
+        read_card(spec["model"])  # a missing card is said before torch is imported (seconds)
+        series = load_dixon(ff=folder / spec["ff"], ff_unit="fraction")
+        from MDTextureLib.inference import classify_volume
+        from MDTextureLib.modelfile import load_model
+
+        model = load_model(spec["model"])
+
+        def progress(done, total):
+            print(f"{PROGRESS} {done} {total}", flush=True)
+
+        result = classify_volume(series, model, device=spec.get("device") or "auto",
+                                 target_class=spec.get("target_class"), batch_size=int(spec.get("batch_size", 16)),
+                                 progress=progress)
+        heatmaps = np.stack([result.heatmap_for(c) for c in CLASSES]).astype(np.float32)
+    except InputError as exc:
+        print(f"{ERROR} {exc}", flush=True)
+        return 2
+    partial = folder / "result.partial.npz"
+    np.savez(partial, probabilities=result.probabilities, slice_probabilities=result.slice_probabilities,
+             heatmaps=heatmaps)
+    fields = {"verdict": result.verdict, "target_class": result.target_class, "model_name": result.model_name,
+              "model_sha256": result.model_sha256, "warnings": list(result.warnings), "classes": list(CLASSES)}
+    (folder / "result.partial.json").write_text(json.dumps(fields))
+    os.replace(folder / "result.partial.json", folder / RESULT_FIELDS)
+    os.replace(partial, folder / RESULT_ARRAYS)  # last: its presence means the result is whole
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the folder holding MDTextureLib
+    sys.stdout.reconfigure(encoding="utf-8", errors="replace")  # messages carry "≠", "…"; the job reads UTF-8
+    sys.exit(run(Path(sys.argv[1])))
