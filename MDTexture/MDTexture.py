@@ -606,7 +606,9 @@ class MDTextureTest(ScriptedLoadableModuleTest):
         logic.showHeatmap(p)
 
         grid = slicer_bridge.grid_of_volume(p.ff)
-        series = series_from_arrays(grid, ff=scan.ff.astype(np.float32))
+        # the phantom's water and fat as well: with them the body mask (hence the window) comes from their magnitude
+        series = series_from_arrays(grid, ff=scan.ff.astype(np.float32), water=scan.water.astype(np.float32),
+                                    fat=scan.fat.astype(np.float32))
         reference = classify_volume(series, model, device="cpu")
         np.testing.assert_allclose(result.probabilities, reference.probabilities, atol=1e-5)
         ffMatrix = slicer_bridge.ijk_to_ras(p.ff)

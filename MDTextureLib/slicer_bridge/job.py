@@ -81,6 +81,11 @@ class ClassifyJob:
             write_image(series.ff.astype(np.float32), series.grid, folder / "ff.nrrd")
             spec = {"ff": "ff.nrrd", "model": str(Path(model_path).resolve()), "device": device,
                     "target_class": target_class, "batch_size": int(batch_size)}
+            if series.water is not None and series.fat is not None:
+                # the child's body mask (window centres, legs) must come from the same magnitude as this side's
+                write_image(np.asarray(series.water, np.float32), series.grid, folder / "water.nrrd")
+                write_image(np.asarray(series.fat, np.float32), series.grid, folder / "fat.nrrd")
+                spec.update(water="water.nrrd", fat="fat.nrrd")
             (folder / "job.json").write_text(json.dumps(spec))
             log = open(folder / "log.txt", "wb")
             try:

@@ -30,7 +30,8 @@ def run(folder: Path) -> int:
     spec = json.loads((folder / "job.json").read_text())
     try:
         read_card(spec["model"])  # a missing card is said before torch is imported (seconds)
-        series = load_dixon(ff=folder / spec["ff"], ff_unit="fraction")
+        series = load_dixon(ff=folder / spec["ff"], water=folder / spec["water"] if spec.get("water") else None,
+                            fat=folder / spec["fat"] if spec.get("fat") else None, ff_unit="fraction")
         from MDTextureLib.inference import classify_volume
         from MDTextureLib.modelfile import load_model
 
