@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # MDTexture set-up and entry point for a fresh machine.
 #   ./run.sh demo   creates .venv (first time), makes a synthetic phantom scan, classifies it, writes demo_output/
+#                   (an earlier demo_output/ written by MDTexture is replaced; any other folder there is refused)
 #   ./run.sh test   creates .venv with the test extras (first time) and runs the whole test suite
 # Anything after the verb is passed on (e.g. ./run.sh demo --phantom-class CMD, ./run.sh test -k scores).
 set -euo pipefail
@@ -25,7 +26,7 @@ install() {  # install() EXTRA: (re)install when the venv or the stamp for that 
 verb=${1:-}
 [ $# -gt 0 ] && shift
 case "$verb" in
-    demo) install base; exec "$VENV/bin/mdtexture" demo "$@" ;;
+    demo) install base; exec "$VENV/bin/mdtexture" demo --overwrite "$@" ;;  # rerunnable: replaces only its own earlier output
     test) install test; exec "$VENV/bin/python" -m pytest Testing "$@" ;;
     *) echo "usage: ./run.sh demo|test [arguments]" >&2; exit 2 ;;
 esac

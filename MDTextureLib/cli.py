@@ -216,11 +216,16 @@ def cmd_batch(args) -> int:
     from .outputs import atomic_dir, check_output_folder
     from .pipeline import CaseInputs, analyse_case, write_case
 
+    from .filecheck import os_error_message
+
     data = Path(args.data)
-    if not data.is_dir():
-        raise InputError(f"data folder not found: {data}")
-    subjects = sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
-    cases = [(p, find_case_files(p)) for p in subjects]
+    try:
+        if not data.is_dir():
+            raise InputError(f"data folder not found: {data}")
+        subjects = sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
+        cases = [(p, find_case_files(p)) for p in subjects]
+    except OSError as exc:  # e.g. an unreadable data folder: the cause in one line, not a traceback
+        raise InputError(os_error_message(exc, "data folder", data)) from None
     cases = [(p, f) for p, f in cases if f["ff"] or (f["water"] and f["fat"]) or f.get("study")]
     if not cases:
         raise InputError(f"no subject folders with ff.* or water.*+fat.* images or DICOM files under {data}")
@@ -244,6 +249,9 @@ def cmd_batch(args) -> int:
                 row.update({f"p_{c}": f"{p:.4f}" for c, p in case.summary["probabilities"].items()})
                 for s in case.scores or []:
                     row[f"score_{s.muscle}"] = "" if s.texture_score is None else f"{s.texture_score:.4f}"
+                row["legs"] = "; ".join(f"{leg['side']} {leg['verdict']} {max(leg['probabilities'].values()):.2f}"
+                                        for leg in case.summary.get("legs") or [])
+                row["warnings"] = " | ".join(case.summary["warnings"])
             except InterruptedError:
                 raise
             except Exception as exc:  # any failure is this subject's row; the others go on (Ctrl-C/SIGTERM stop)
@@ -253,7 +261,8 @@ def cmd_batch(args) -> int:
                 print(f"mdtexture: error: {folder.name}: {row['error']}", file=sys.stderr)
             rows.append(row)
         columns = ["subject", "verdict"] + [f"p_{c}" for c in CLASSES] + ["n_slices", "ff_unit"]
-        columns += sorted({k for r in rows for k in r if k.startswith("score_")}, key=_score_col_order) + ["error"]
+        columns += sorted({k for r in rows for k in r if k.startswith("score_")}, key=_score_col_order)
+        columns += ["legs", "warnings", "error"]
         with open(tmp / "summary.csv", "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=columns, restval="")
             writer.writeheader()

@@ -18,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import body as body_masks
-from . import ffcheck
+from . import ffcheck, filecheck
 from .errors import InputError
 
 # Two grids are "the same" when spacing, origin and direction agree to this tolerance (mm, or unitless for
@@ -106,8 +106,6 @@ def read_image(path: str | os.PathLike, what: str = "image", notes: list | None 
     (NIfTI qform/sform disagreement, uneven DICOM spacing) are appended to ``notes``. ``role`` ('water', 'fat', 'ff')
     picks one image type out of a DICOM series that holds several. The returned image is float32.
     """
-    from . import filecheck
-
     p = Path(path)
     notes = [] if notes is None else notes
     try:
@@ -447,7 +445,11 @@ def read_labels(path: str | os.PathLike, grid: Grid) -> LabelMap:
     Raises InputError when nothing of the segmentation falls on the image.
     """
     p = Path(path)
-    if not p.exists():
+    try:
+        found = p.exists()
+    except OSError as exc:  # e.g. permission denied on its folder: the cause, not a traceback
+        raise InputError(filecheck.os_error_message(exc, "segmentation", p)) from None
+    if not found:
         raise InputError(f"segmentation not found: {p}")
     notes: list[str] = []
     if p.name.lower().endswith(".seg.nrrd"):

@@ -160,6 +160,11 @@ def test_batch_summary_with_a_failing_subject(tmp_path, model_files, capsys):
     assert float(rows["s1"]["p_DMD"]) + float(rows["s1"]["p_CMD"]) + float(rows["s1"]["p_normal"]) == \
         pytest.approx(1, abs=1e-3)
     assert "score_TA" in rows["s0"] and (tmp_path / "res" / "s0" / "heatmap.nrrd").exists()
+    # each subject's legs and warnings are in the summary too, as in its prediction.json (a one-leg image whose side
+    # the crude test leg cannot tell is assumed right, with a warning)
+    prediction = json.loads((tmp_path / "res" / "s0" / "prediction.json").read_text())
+    assert rows["s0"]["legs"].startswith(f"right {prediction['legs'][0]['verdict']} ")
+    assert rows["s0"]["warnings"] == " | ".join(prediction["warnings"]) and "untrained" in rows["s0"]["warnings"]
 
 
 def test_console_script_help_is_readable():

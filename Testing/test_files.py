@@ -186,3 +186,26 @@ def test_concatenated_gzip_members_are_whole(tmp_path):
     (tmp_path / "cut.nii.gz").write_bytes(gzip.compress(raw[:half]) + gzip.compress(raw[half:])[:-20])
     with pytest.raises(InputError, match="corrupt or truncated"):
         read_image(tmp_path / "cut.nii.gz")
+
+
+def test_unreadable_segmentation_folder_and_batch_data_folder_name_the_cause(tmp_path, monkeypatch):
+    """Path.exists()/is_dir() raise PermissionError for a folder one may not enter: that must be one line with the
+    cause, not a traceback (simulated: tests run as root)."""
+    import errno
+    from pathlib import Path
+
+    from MDTextureLib.cli import main
+    from MDTextureLib.io import Grid, read_labels
+
+    real_stat = Path.stat
+
+    def stat(self, *a, **k):
+        if "locked" in str(self):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_stat(self, *a, **k)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    grid = Grid((4, 4, 3), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    with pytest.raises(InputError, match="cannot read segmentation .*permission denied"):
+        read_labels(tmp_path / "locked" / "muscles.nrrd", grid)
+    assert main(["batch", "--data", str(tmp_path / "locked"), "--out", str(tmp_path / "out"), "--quiet"]) == 2
