@@ -83,8 +83,8 @@ class MDTexture(ScriptedLoadableModule):
             "medical device.") + "<p>" + _("Documentation: {link}").format(
                 link=f'<a href="{HOMEPAGE}#readme">{HOMEPAGE}</a>') + "</p>"
         self.parent.acknowledgementText = _(
-            "Method: Cai et al., texture analysis of muscular dystrophies in lower-leg Dixon MRI with an "
-            "interpretable class activation map (ICAM) network. Uses PyTorch, SimpleITK and 3D Slicer. "
+            "Method: Cai et al., Texture analysis for muscular dystrophy classification in MRI with improved "
+            "class activation mapping (ICAM), Pattern Recognition 86, 2019. Uses PyTorch, SimpleITK and 3D Slicer. "
             "Distributed under the BSD 3-Clause license.")
         app = getattr(slicer, "app", None)
         if app is not None:
