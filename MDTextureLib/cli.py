@@ -14,6 +14,7 @@ from pathlib import Path
 from . import __version__
 from .constants import CLASSES
 from .errors import InputError
+from .precision import PRECISION_HELP, PRECISIONS
 from .scores import ScoreParameters
 
 EPILOG = """\
@@ -72,6 +73,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the network runs (default: auto = CUDA if available)")
     p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass (default 16)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
 
 
 def _add_score_args(p: argparse.ArgumentParser) -> None:
@@ -113,7 +115,7 @@ def _case_options(args):
     from .pipeline import CaseOptions
 
     return CaseOptions(target_class=args.target_class, device=args.device, batch_size=args.batch_size,
-                       params=_score_params(args), report=not args.no_report)
+                       params=_score_params(args), report=not args.no_report, precision=args.precision)
 
 
 def _print_warnings(warnings: list) -> None:

@@ -12,6 +12,7 @@ from .constants import CLASSES
 from .errors import InputError
 from .io import DixonSeries, Grid
 from .modelfile import Model
+from .precision import forward_with_maps, inference_net, resolve_precision
 from .stacks import StackGeometry, make_stacks, maps_to_native, resample_slices, window_for
 
 
@@ -40,6 +41,7 @@ class VolumeResult:
     model_sha256: str
     ff_unit: str
     warnings: list = field(default_factory=list)
+    precision: str = "fp32"  # what the network ran in (fp32 or bf16)
     _heatmaps: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -75,6 +77,7 @@ class VolumeResult:
             "model": {"name": self.model_name, "sha256": self.model_sha256},
             "heatmap": {"method": "ICAM (Cai et al. Eq. 2), ReLU, scaled to [0, 1] by its volume maximum",
                         "map_size": list(self.class_maps.shape[-2:])},
+            "precision": self.precision,
             "warnings": list(self.warnings),
         }
 
@@ -94,18 +97,18 @@ def model_inputs(series: DixonSeries, model: Model, device: torch.device | str =
 def classify_volume(series: DixonSeries, model: Model, device: str | torch.device = "auto",
                     target_class: str | None = None, batch_size: int = 16,
                     progress: Callable[[int, int], None] | None = None,
-                    cancel: Callable[[], bool] | None = None) -> VolumeResult:
+                    cancel: Callable[[], bool] | None = None, precision: str = "auto") -> VolumeResult:
     """Classify every slice of ``series`` in batches and keep the class maps.
 
     ``progress(done, total)`` is called with 0 before the first batch (so a progress bar starts its clock with the
     work) and after each batch; ``cancel()`` returning True stops with InterruptedError (the Slicer module's Cancel
-    button).
+    button). ``precision`` (auto, fp32, bf16) is resolved for the device by :mod:`.precision`.
     """
     if target_class is not None and target_class not in CLASSES:
         raise InputError(f"unknown target class {target_class!r}; choose one of {', '.join(CLASSES)}")
     dev = device if isinstance(device, torch.device) else pick_device(device)
-    # channels-last weights to match the channels-last stacks (an in-place layout change, same numbers)
-    net = model.net.to(dev, memory_format=torch.channels_last).eval()
+    precision = resolve_precision(precision, dev)
+    net = inference_net(model.net, dev)  # batch norm folded, channels-last: a cached copy
     with torch.inference_mode():
         stacks, geometry = model_inputs(series, model, dev)
         n = stacks.shape[0]
@@ -115,7 +118,7 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
         for start in range(0, n, batch_size):
             if cancel is not None and cancel():
                 raise InterruptedError("classification cancelled")
-            lg, mp = net.forward_with_maps(stacks[start:start + batch_size])
+            lg, mp = forward_with_maps(net, stacks[start:start + batch_size], precision)
             logits.append(lg)
             maps.append(mp)
             if progress is not None:
@@ -131,4 +134,4 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
     return VolumeResult(probabilities=probs, slice_probabilities=slice_probs, class_maps=class_maps,
                         geometry=geometry, grid=series.grid, target_class=target_class or verdict,
                         model_name=model.name, model_sha256=model.sha256, ff_unit=series.ff_unit,
-                        warnings=notes)
+                        warnings=notes, precision=precision)

@@ -34,6 +34,7 @@ class CaseOptions:
     params: ScoreParameters = field(default_factory=ScoreParameters)
     report: bool = True
     compress: bool = False  # gzip the heatmap NRRD (smaller, ~3x slower to write)
+    precision: str = "auto"  # auto, fp32 or bf16 (MDTextureLib.precision); what ran is in the summary
 
 
 @dataclass
@@ -51,7 +52,7 @@ def analyse_case(inputs: CaseInputs, model: Model, options: CaseOptions = CaseOp
     series = load_dixon(inputs.ff, inputs.water, inputs.fat, ff_unit=inputs.ff_unit)
     labels = read_labels(inputs.segmentation, series.grid) if inputs.segmentation else None
     result = classify_volume(series, model, device=options.device, target_class=options.target_class,
-                             batch_size=options.batch_size, progress=progress)
+                             batch_size=options.batch_size, progress=progress, precision=options.precision)
     scores = None
     summary = result.summary()
     summary["inputs"] = {k: (os.path.basename(v) if isinstance(v, str) else v) for k, v in asdict(inputs).items()}

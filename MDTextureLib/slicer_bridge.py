@@ -622,7 +622,7 @@ class MDTextureLogic:
         return series
 
     # -- classification ------------------------------------------------------------------------------------
-    def classify(self, p: Optional[MDTextureParameters] = None, progress=None, cancel=None):
+    def classify(self, p: Optional[MDTextureParameters] = None, progress=None, cancel=None, precision="auto"):
         """Classify the selected series; writes the three heatmap volumes, the probability table and chart.
 
         ``progress(done, total)`` is called with 0 first, then after each batch of slices; ``cancel()`` returning
@@ -637,7 +637,8 @@ class MDTextureLogic:
             model = self.loadModel(p)
             target = None if p.targetClass in ("", "auto") else p.targetClass
             result = classify_volume(series, model, device=p.device or "auto", target_class=target,
-                                     batch_size=max(1, p.batchSize), progress=progress, cancel=cancel)
+                                     batch_size=max(1, p.batchSize), progress=progress, cancel=cancel,
+                                     precision=precision)
         except BaseException:
             if not had_ff and p.ff is not None:  # leave the scene as it was
                 derived = p.ff
