@@ -132,3 +132,60 @@ def test_agreement_notices_a_different_answer(phantom_cases):
     got = precision.agreement(shipped, untrained)
     assert not got["within_limits"]
     assert got["slice_probability_abs"] > 0.02 and got["heatmap_pearson_r"] < 0.99
+
+
+def _easy_items():
+    """test_training's easy split: nine crude legs whose muscle fat fraction tells the class apart."""
+    from test_training import easy_series
+
+    from MDTextureLib.constants import CLASSES
+    from MDTextureLib.training import ScanItem
+
+    return [ScanItem(f"s{i}", f"s{i}", c, easy_series(c, i)) for i, c in enumerate(CLASSES * 3)]
+
+
+def test_bf16_training_learns_keeps_float32_weights_and_says_so():
+    """bf16 training: autocast around forward and loss only, so weights (and the optimiser) stay float32; the
+    resolved precision goes into the card, the log and the config; the easy split is still learnt."""
+    from test_training import quick_config
+
+    from MDTextureLib.training import SliceDataset, train
+
+    dataset = SliceDataset.build(_easy_items(), pixel_mm=4.0, size_px=32)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = train(dataset, quick_config(iterations=40, precision="bf16"), progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert all(p.dtype == torch.float32 for p in result.model.net.parameters())
+    assert result.model.card["training"]["precision"] == "bf16"
+    assert result.log["precision"] == "bf16" and result.log["config"]["precision"] == "bf16"
+    h = result.log["history"]
+    assert np.mean(h["loss"][-10:]) < 0.6 * np.mean(h["loss"][:10])
+    assert np.mean(h["accuracy"][-10:]) > 0.6  # chance is 1/3
+
+
+def test_training_precision_auto_is_resolved_before_it_is_recorded(monkeypatch):
+    from test_training import quick_config
+
+    from MDTextureLib.training import SliceDataset, train
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda cpuinfo_text=None: False)
+    dataset = SliceDataset.build(_easy_items()[:3], pixel_mm=4.0, size_px=32)
+    result = train(dataset, quick_config(iterations=1, batch_size=2, precision="auto"), progress=False)
+    assert result.model.card["training"]["precision"] == "fp32" and result.log["config"]["precision"] == "fp32"
+    with pytest.raises(InputError, match="unknown precision"):
+        quick_config(precision="half").check()
+
+
+@pytest.mark.parametrize("asked, ran", [("fp32", "fp32"), ("bf16", "bf16")])
+def test_classify_writes_the_precision_it_ran_in(leg_files, tmp_path, asked, ran):
+    import json
+
+    from MDTextureLib.cli import main
+
+    out = tmp_path / "out"
+    assert main(["classify", "--ff", str(leg_files["ff"]), "--out", str(out), "--device", "cpu", "--no-report",
+                 "--quiet", "--precision", asked]) == 0
+    assert json.loads((out / "prediction.json").read_text())["precision"] == ran
