@@ -244,7 +244,8 @@ def format_report(r: dict) -> str:
     p = r["precision"]
     lines = [
         f"mdtexture bench: {r['variant']} ({r['model']}) on a {r['volume']} volume, batch {r['batch_size']}, "
-        f"{r['threads']} CPU threads, {r['cpu']['name']} (native bfloat16: {'yes' if r['cpu']['native_bf16'] else 'no'})",
+        f"{r['threads']} CPU threads, {r['cpu']['name']} "
+        f"(native bfloat16: {'yes' if r['cpu']['native_bf16'] else 'no'})",
         f"  precision: {p}",
         f"  end to end (read→stacks→net→heatmap→scores→write), {p}: {r['end_to_end_s']:.3f} s",
         f"  floor, {p} network as classify runs it (BN folded):    {r['bare_forward_s']:.3f} s   "
@@ -286,7 +287,8 @@ def format_report(r: dict) -> str:
                       f"float32, {v['recipe_bf16_min']:.1f} min bfloat16" if v["recipe_iterations"] else "")
             lines.append(f"  training {variant}, batch {tr['batch_size']}, {tr['threads']} threads: float32 "
                          f"{v['fp32_it_per_s']:.2f} it/s, bfloat16 {v['bf16_it_per_s']:.2f} it/s = "
-                         f"{v['bf16_over_fp32']:.2f}× {_target(v['bf16_over_fp32'], 'training_bf16_over_fp32', below=False)}"
+                         f"{v['bf16_over_fp32']:.2f}× "
+                         f"{_target(v['bf16_over_fp32'], 'training_bf16_over_fp32', below=False)}"
                          + recipe)
     if "agreement" in r:
         a = r["agreement"]

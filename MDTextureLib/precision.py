@@ -92,7 +92,20 @@ def resolve_precision(precision: str, device) -> str:
         raise InputError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         return "bf16" if device_has_native_bf16(device) else "fp32"
+    if precision == "bf16" and _is_cuda(device):
+        import torch
+
+        # CUDA autocast quietly falls back to float32 on a GPU without bfloat16: say so instead of recording bf16
+        if not torch.cuda.is_bf16_supported():
+            raise InputError(f"--precision bf16: the GPU {torch.cuda.get_device_name(device)} has no bfloat16; "
+                             "use --precision fp32 (or auto)")
     return precision
+
+
+def _is_cuda(device) -> bool:
+    import torch
+
+    return torch.device(device).type == "cuda"
 
 
 def autocast(precision: str, device):
@@ -142,9 +155,12 @@ def fold_batchnorm(net):
 _PREPARED = weakref.WeakKeyDictionary()
 
 
-def _fingerprint(net, device) -> tuple:
+def _fingerprint(net, device) -> tuple | None:
     tensors = list(net.parameters()) + list(net.buffers())
-    return (str(device),) + tuple((t.data_ptr(), t._version) for t in tensors)
+    try:
+        return (str(device),) + tuple((t.data_ptr(), t._version) for t in tensors)
+    except RuntimeError:  # tensors made under torch.inference_mode keep no version counter: never cache those
+        return None
 
 
 def inference_net(net, device):
@@ -155,12 +171,13 @@ def inference_net(net, device):
 
     key = _fingerprint(net, device)
     cached = _PREPARED.get(net)
-    if cached is not None and cached[0] == key:
+    if key is not None and cached is not None and cached[0] == key:
         return cached[1]
     prepared = fold_batchnorm(net).to(device, memory_format=torch.channels_last).eval()
     for p in prepared.parameters():
         p.requires_grad_(False)
-    _PREPARED[net] = (key, prepared)
+    if key is not None:
+        _PREPARED[net] = (key, prepared)
     return prepared
 
 
