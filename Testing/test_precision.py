@@ -189,3 +189,22 @@ def test_classify_writes_the_precision_it_ran_in(leg_files, tmp_path, asked, ran
     assert main(["classify", "--ff", str(leg_files["ff"]), "--out", str(out), "--device", "cpu", "--no-report",
                  "--quiet", "--precision", asked]) == 0
     assert json.loads((out / "prediction.json").read_text())["precision"] == ran
+
+
+def test_every_network_command_takes_precision(monkeypatch):
+    """classify, batch, demo, train, crossval, evaluate-model and evaluate accept --precision; evaluate resolves
+    it into the settings its run.json records (auto never reaches a record)."""
+    from MDTextureLib.cli import build_parser
+    from MDTextureLib.evaluation.cli import settings_from_args
+
+    parser = build_parser()
+    for argv in (["classify", "--ff", "f", "--out", "o"], ["batch", "--data", "d", "--out", "o"], ["demo"],
+                 ["train", "--data", "d", "--out", "o"], ["crossval", "--data", "d", "--out", "o"],
+                 ["evaluate-model", "--data", "d"], ["evaluate", "table2", "--data", "d", "--out", "o"]):
+        assert parser.parse_args(argv).precision == "auto", argv
+        assert parser.parse_args(argv + ["--precision", "bf16"]).precision == "bf16", argv
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda cpuinfo_text=None: False)
+    args = parser.parse_args(["evaluate", "table2", "--data", "d", "--out", "o", "--quick"])
+    assert settings_from_args(args).precision == "fp32"
+    args = parser.parse_args(["evaluate", "table2", "--data", "d", "--out", "o", "--precision", "bf16"])
+    assert settings_from_args(args).precision == "bf16"
