@@ -1,12 +1,17 @@
 """``mdtexture bench``: how fast is a whole case, against the floor and against what a user would otherwise do.
 
-In one run on one machine it times
-  * end to end: read FF + segmentation → stacks → network → heatmap → texture scores → write (no report.png),
-  * the floor: the bare batched forward pass of the same network over the same stacks,
-  * the usual alternative: pytorch-grad-cam's Grad-CAM computed slice by slice on the same network,
-and prints the ratios, the achieved GFLOP/s of the forward pass against a float32 matrix-multiply peak measured
-in the same run, and the peak memory of classifying a 512×512×60 volume (in a child process, so it is that
-case's own peak).
+In one run on one machine it times, in interleaved rounds,
+  * end to end in the chosen precision (``--precision``, default auto): read FF + segmentation → stacks →
+    network → heatmap → texture scores → write (no report.png),
+  * the floors: the bare batched forward pass over the same stacks — of the network as stored, in float32 (the
+    float32 floor) and in bfloat16, and of the network as ``classify`` runs it (batch norm folded) in both,
+  * the usual alternative: pytorch-grad-cam's Grad-CAM computed slice by slice on the same network (float32),
+and prints the ratios, the achieved GFLOP/s of the forward pass against float32 and bfloat16 matrix-multiply
+peaks measured in the same run, where the time outside the network goes (stage by stage), the peak memory of a
+512×512×60 case and the wall time of one whole ``mdtexture classify`` process (start-up included, with the
+import times that make it up). ``--training`` adds the training loop's iterations per second (float32 and
+bfloat16) and the shipped recipe's wall time in each; ``--agreement N`` compares bfloat16 with float32 answers
+on N phantom scans.
 """
 
 from __future__ import annotations
@@ -14,14 +19,21 @@ from __future__ import annotations
 # torch is imported inside the functions: `mdtexture --help` registers this command without loading torch.
 
 import argparse
+import copy
 import json
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from .bench_probes import (classify_process_wall_s, memory_probe, peak_memory_mb, precision_agreement,
+                           startup_imports_s, training_throughput, write_case_files)
+from .precision import PRECISIONS
+
+#: The issue's targets, printed next to the figures.
+TARGETS = {"end_to_end_over_forward": 1.15, "end_to_end_over_fp32_floor": 0.45, "gradcam_over_end_to_end": 6.0,
+           "peak_rss_512x512x60_mb": 2048, "training_bf16_over_fp32": 2.0}
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -33,16 +45,17 @@ def _median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def matmul_peak_gflops(sizes: tuple = (1024, 2048, 3072), repeats: int = 5) -> float:
-    """Float32 matrix-multiply throughput on this machine (the practical peak for convolutions here).
+def matmul_peak_gflops(sizes: tuple = (1024, 2048, 3072), repeats: int = 5, dtype: str = "float32") -> float:
+    """Matrix-multiply throughput on this machine in ``dtype`` (the practical peak for convolutions here).
 
     A peak is the best the machine did, so this is the fastest of ``repeats`` runs at the best of ``sizes``.
     """
     import torch
 
+    dt = getattr(torch, dtype)
     best = 0.0
     for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n).to(dt), torch.randn(n, n).to(dt)
         a @ b  # warm-up
         for _ in range(repeats):
             t0 = time.perf_counter()
@@ -62,27 +75,43 @@ def forward_flops(net, stacks) -> float:
 
 
 def _write_case_files(folder: Path, n_slices: int, matrix: int, seed: int = 0) -> tuple[Path, Path]:
-    from .phantom import make_scan, write_scan
+    return write_case_files(folder, n_slices, matrix, seed)
 
-    scan = make_scan("DMD", seed=seed, n_slices=n_slices, matrix=matrix, pixel_mm=240.0 / matrix)  # 240 mm FOV
-    write_scan(scan, folder)
-    return folder / "ff.nrrd", folder / "muscles.seg.nrrd"
+
+def _bench_model(model):
+    """The model to time: the one given, else the shipped one, else an untrained icam28 (speed does not depend
+    on the weights; the agreement does, which is why the shipped model comes first)."""
+    from .modelfile import build_model, default_model_path, load_model
+
+    if model is not None:
+        return model
+    path = default_model_path()
+    return load_model(path) if path is not None else build_model("icam28")
 
 
 def run_bench(model=None, n_slices: int = 35, matrix: int = 256, repeats: int = 3, batch_size: int = 16,
-              memory_probe: bool = True) -> dict:
+              memory_probe: bool = True, precision: str = "auto", process_probe: bool = True,
+              matmul_sizes: tuple = (1024, 2048, 3072)) -> dict:
     import torch
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     from .inference import classify_volume, model_inputs
     from .io import load_dixon
-    from .modelfile import build_model
     from .pipeline import CaseInputs, CaseOptions, analyse_case, write_case
+    from .precision import autocast, cpu_has_native_bf16, inference_net, resolve_precision
 
-    model = model or build_model("icam28")
-    net = model.net.eval()
-    options = CaseOptions(device="cpu", batch_size=batch_size, report=False)
+    model = _bench_model(model)
+    chosen = resolve_precision(precision, "cpu")
+    # The network as stored, in the channels-last layout of the stacks (a copy: the model's own is left as it is);
+    # in the other layout every convolution would first reorder its input, and the floors would not be floors.
+    net = copy.deepcopy(model.net).eval().to(memory_format=torch.channels_last)
+    folded = inference_net(model.net, "cpu")
+    options = CaseOptions(device="cpu", batch_size=batch_size, report=False, precision=chosen)
+    dtypes = ("float32", "bfloat16")
+    # A peak is the best the machine did: measured before and after the timed paths, so that a burst of load from
+    # elsewhere on a shared host does not pass for the machine's peak.
+    peaks = {dtype: matmul_peak_gflops(matmul_sizes, dtype=dtype) for dtype in dtypes}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ff_path, seg_path = _write_case_files(tmp / "case", n_slices, matrix)
@@ -94,13 +123,15 @@ def run_bench(model=None, n_slices: int = 35, matrix: int = 256, repeats: int = 
         series = load_dixon(ff=ff_path)
         stacks, _ = model_inputs(series, model)  # exactly what classify_volume feeds the network
 
-        def bare_forward():
-            with torch.inference_mode():
-                for start in range(0, stacks.shape[0], batch_size):
-                    net(stacks[start:start + batch_size])
+        def bare_forward(network, prec):
+            def run():
+                with torch.inference_mode(), autocast(prec, "cpu"):
+                    for start in range(0, stacks.shape[0], batch_size):
+                        network(stacks[start:start + batch_size])
+            return run
 
         flops = forward_flops(net, stacks)
-        verdict = classify_volume(series, model, device="cpu").verdict
+        verdict = classify_volume(series, model, device="cpu", precision=chosen).verdict
         target = [ClassifierOutputTarget(("DMD", "CMD", "normal").index(verdict))]
         layer = getattr(net, net.stages[-1])[-1]
 
@@ -109,7 +140,10 @@ def run_bench(model=None, n_slices: int = 35, matrix: int = 256, repeats: int = 
                 for k in range(stacks.shape[0]):
                     cam(input_tensor=stacks[k:k + 1], targets=target)
 
-        paths = {"end_to_end": end_to_end, "bare_forward": bare_forward, "gradcam": gradcam_per_slice}
+        paths = {"end_to_end": end_to_end,
+                 "fp32": bare_forward(net, "fp32"), "bf16": bare_forward(net, "bf16"),
+                 "fp32_folded": bare_forward(folded, "fp32"), "bf16_folded": bare_forward(folded, "bf16"),
+                 "gradcam": gradcam_per_slice}
         for fn in paths.values():
             fn()  # warm-up: first-call allocations, lazy imports, kernel selection
         # Interleaved rounds, so that a machine whose speed drifts (shared hosts do) slows every path alike.
@@ -117,31 +151,79 @@ def run_bench(model=None, n_slices: int = 35, matrix: int = 256, repeats: int = 
         for _ in range(repeats):
             for name, fn in paths.items():
                 times[name].append(_median_time(fn, 1))
-        t_e2e, t_fwd, t_gc = (statistics.median(times[name]) for name in paths)
+        t = {name: statistics.median(v) for name, v in times.items()}
         stages = _stage_times(series, inputs, model, options, tmp / "stages", repeats)
-    peak = matmul_peak_gflops()
+        process = None
+        if process_probe:
+            process = {"classify_s": classify_process_wall_s(ff_path, seg_path, tmp / "proc", chosen, model.path),
+                       "no_report_s": classify_process_wall_s(ff_path, seg_path, tmp / "proc2", chosen, model.path,
+                                                              report=False),
+                       "imports_s": startup_imports_s()}
+    peaks = {dtype: max(peaks[dtype], matmul_peak_gflops(matmul_sizes, dtype=dtype)) for dtype in dtypes}
+    t_e2e, t_fwd, t_gc = t["end_to_end"], t[f"{chosen}_folded"], t["gradcam"]
+    outside = sum(v for k, v in stages.items() if k != "classify_volume")
     result = {
-        "volume": f"{matrix}x{matrix}x{n_slices}", "variant": model.card["variant"], "batch_size": batch_size,
-        "threads": torch.get_num_threads(), "end_to_end_s": t_e2e, "bare_forward_s": t_fwd,
-        "gradcam_per_slice_s": t_gc, "end_to_end_over_forward": t_e2e / t_fwd,
-        "gradcam_over_end_to_end": t_gc / t_e2e, "forward_gflop": flops / 1e9,
-        "forward_gflops_per_s": flops / t_fwd / 1e9, "matmul_peak_gflops_per_s": peak,
+        "volume": f"{matrix}x{matrix}x{n_slices}", "variant": model.card["variant"], "model": model.name,
+        "batch_size": batch_size, "threads": torch.get_num_threads(),
+        "cpu": {"name": _cpu_name(), "native_bf16": cpu_has_native_bf16()},
+        "precision": chosen,
+        "end_to_end_s": t_e2e,
+        "bare_forward_s": t_fwd,  # the chosen precision's floor: the network exactly as classify runs it
+        "bare_forward_fp32_s": t["fp32"], "bare_forward_bf16_s": t["bf16"],
+        "bare_forward_folded_fp32_s": t["fp32_folded"], "bare_forward_folded_bf16_s": t["bf16_folded"],
+        "gradcam_per_slice_s": t_gc,
+        "end_to_end_over_forward": t_e2e / t_fwd,
+        "end_to_end_over_fp32_floor": t_e2e / t["fp32"],
+        "bf16_floor_speedup": t["fp32"] / t["bf16"],
+        "gradcam_over_end_to_end": t_gc / t_e2e,
+        "gradcam_per_slice_ms": 1000 * t_gc / n_slices,
+        "forward_gflop": flops / 1e9,
+        "forward_gflops_per_s": flops / t_fwd / 1e9,
+        "matmul_peak_gflops_per_s": peaks["float32"],
+        "matmul_peak_bf16_gflops_per_s": peaks["bfloat16"],
+        "matmul_bf16_over_fp32": peaks["bfloat16"] / peaks["float32"],
         "stages_s": stages,
+        # what end to end spends beyond the network and the stages timed one by one (interpreter, allocation,
+        # cache effects of running them together)
+        "unaccounted_s": t_e2e - t_fwd - outside,
     }
+    if process is not None:
+        result["classify_process_wall_s"] = process["classify_s"]
+        result["classify_process_no_report_wall_s"] = process["no_report_s"]
+        result["startup_imports_s"] = process["imports_s"]
     if memory_probe:
-        result["peak_rss_512x512x60_mb"] = peak_memory_mb(512, 60)
+        result["peak_rss_512x512x60_mb"] = peak_memory_mb(512, 60, chosen)
     return result
 
 
+def _cpu_name() -> str:
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _stage_times(series, inputs, model, options, out: Path, repeats: int) -> dict:
-    """Median time of each step outside the network, one at a time: where the end-to-end overhead goes."""
+    """Median time of each step, one at a time: where the end-to-end time goes. ``classify_volume`` holds the
+    stacks and the network; the others are the steps outside it."""
     from .inference import classify_volume, model_inputs
     from .io import load_dixon, read_labels
     from .pipeline import analyse_case, write_case
     from .scores import texture_scores
 
     labels = read_labels(inputs.segmentation, series.grid)
-    result = classify_volume(series, model, device="cpu", batch_size=options.batch_size)
+
+    def classify():
+        return classify_volume(series, model, device="cpu", batch_size=options.batch_size,
+                               precision=options.precision)
+
+    result = classify()
     heatmap = result.heatmap
     case = analyse_case(inputs, model, options)
 
@@ -153,6 +235,7 @@ def _stage_times(series, inputs, model, options, out: Path, repeats: int) -> dic
         "read_ff": lambda: load_dixon(ff=inputs.ff),
         "read_segmentation": lambda: read_labels(inputs.segmentation, series.grid),
         "stacks": lambda: model_inputs(series, model),
+        "classify_volume": classify,
         "heatmap_to_native": project_heatmap,
         "texture_scores": lambda: texture_scores(heatmap, labels.labels, labels.names, series.ff,
                                                  series.grid.spacing, options.params),
@@ -161,92 +244,135 @@ def _stage_times(series, inputs, model, options, out: Path, repeats: int) -> dic
     return {name: _median_time(fn, repeats) for name, fn in steps.items()}
 
 
-def peak_memory_mb(matrix: int, n_slices: int) -> float:
-    """Peak resident memory (MB) of a fresh process that classifies a ``matrix``²×``n_slices`` case end to end.
-
-    The phantom files are made here, so the child's peak is the case's alone (reading, network, heatmap, scores,
-    writing), plus the interpreter, torch and the model.
-    """
-    with tempfile.TemporaryDirectory() as tmp:
-        ff_path, seg_path = _write_case_files(Path(tmp) / "case", n_slices, matrix)
-        proc = subprocess.run([sys.executable, "-m", "MDTextureLib.bench", "--memory-probe", str(ff_path),
-                               str(seg_path)], capture_output=True, text=True, check=True)
-    return float(json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_mb"])
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak resident set (MB). VmHWM belongs to the address space and restarts at exec, unlike
-    getrusage's ru_maxrss, which a child inherits from the parent that forked it."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _memory_probe(ff_path: str, seg_path: str) -> None:
-    from .modelfile import build_model
-    from .pipeline import CaseInputs, CaseOptions, analyse_case, write_case
-
-    model = build_model("icam28")
-    before = _peak_rss_mb()
-    with tempfile.TemporaryDirectory() as tmp:
-        options = CaseOptions(device="cpu", report=False)
-        case = analyse_case(CaseInputs(ff=ff_path, segmentation=seg_path), model, options)
-        write_case(case, Path(tmp) / "out", options)
-    peak = _peak_rss_mb()
-    print(json.dumps({"peak_rss_mb": peak, "rss_before_case_mb": before}))
+def _target(value: float, key: str, below: bool = True) -> str:
+    goal = TARGETS[key]
+    ok = value <= goal if below else value >= goal
+    return f"(target {'≤' if below else '≥'} {goal:g}: {'met' if ok else 'MISSED'})"
 
 
 def format_report(r: dict) -> str:
+    p = r["precision"]
     lines = [
-        f"mdtexture bench: {r['variant']} on a {r['volume']} volume, batch {r['batch_size']}, "
-        f"{r['threads']} CPU threads",
-        f"  end to end (read→stacks→net→heatmap→scores→write): {r['end_to_end_s']:.3f} s",
-        f"  bare forward pass (floor):                         {r['bare_forward_s']:.3f} s   "
-        f"→ end to end = {r['end_to_end_over_forward']:.2f}× the floor (target ≤ 1.25×)",
-        f"  Grad-CAM slice by slice (pytorch-grad-cam):         {r['gradcam_per_slice_s']:.3f} s   "
-        f"→ end to end is {r['gradcam_over_end_to_end']:.1f}× faster (target ≥ 3×)",
-        f"  forward: {r['forward_gflop']:.1f} GFLOP at {r['forward_gflops_per_s']:.1f} GFLOP/s = "
-        f"{100 * r['forward_gflops_per_s'] / r['matmul_peak_gflops_per_s']:.0f} % of the measured float32 "
-        f"matmul peak ({r['matmul_peak_gflops_per_s']:.1f} GFLOP/s)",
+        f"mdtexture bench: {r['variant']} ({r['model']}) on a {r['volume']} volume, batch {r['batch_size']}, "
+        f"{r['threads']} CPU threads, {r['cpu']['name']} "
+        f"(native bfloat16: {'yes' if r['cpu']['native_bf16'] else 'no'})",
+        f"  precision: {p}",
+        f"  end to end (read→stacks→net→heatmap→scores→write), {p}: {r['end_to_end_s']:.3f} s",
+        f"  floor, {p} network as classify runs it (BN folded):    {r['bare_forward_s']:.3f} s   "
+        f"→ end to end = {r['end_to_end_over_forward']:.2f}× its floor "
+        f"{_target(r['end_to_end_over_forward'], 'end_to_end_over_forward')}",
+        f"  float32 floor (network as stored):                       {r['bare_forward_fp32_s']:.3f} s   "
+        f"→ end to end = {r['end_to_end_over_fp32_floor']:.2f}× "
+        f"{_target(r['end_to_end_over_fp32_floor'], 'end_to_end_over_fp32_floor')}",
+        f"  bfloat16 floor (network as stored):                      {r['bare_forward_bf16_s']:.3f} s   "
+        f"→ {r['bf16_floor_speedup']:.2f}× faster than float32",
+        f"  folded floors: float32 {r['bare_forward_folded_fp32_s']:.3f} s, bfloat16 "
+        f"{r['bare_forward_folded_bf16_s']:.3f} s",
+        f"  Grad-CAM slice by slice (pytorch-grad-cam, float32):     {r['gradcam_per_slice_s']:.3f} s "
+        f"({r['gradcam_per_slice_ms']:.0f} ms/slice)  → end to end is {r['gradcam_over_end_to_end']:.1f}× faster "
+        f"{_target(r['gradcam_over_end_to_end'], 'gradcam_over_end_to_end', below=False)}",
+        f"  matmul peaks: float32 {r['matmul_peak_gflops_per_s']:.1f} GFLOP/s, bfloat16 "
+        f"{r['matmul_peak_bf16_gflops_per_s']:.1f} GFLOP/s ({r['matmul_bf16_over_fp32']:.2f}×)",
+        f"  forward: {r['forward_gflop']:.1f} GFLOP at {r['forward_gflops_per_s']:.1f} GFLOP/s in {p} = "
+        f"{100 * r['forward_gflops_per_s'] / r[_peak_key(p)]:.0f} % of the {p} matmul peak",
     ]
     if "stages_s" in r:
-        lines.append("  outside the network, step by step: " + ", ".join(
-            f"{name.replace('_', ' ')} {1000 * t:.0f} ms" for name, t in r["stages_s"].items()))
+        lines.append("  step by step (one at a time): " + ", ".join(
+            f"{name.replace('_', ' ')} {1000 * t:.0f} ms" for name, t in r["stages_s"].items())
+            + f"; end to end − floor − steps outside the network = {1000 * r['unaccounted_s']:.0f} ms")
     if "peak_rss_512x512x60_mb" in r:
-        lines.append(f"  peak memory, 512×512×60 case end to end: {r['peak_rss_512x512x60_mb']:.0f} MB (target < 2048 MB)")
+        lines.append(f"  peak memory, 512×512×60 case end to end ({p}): {r['peak_rss_512x512x60_mb']:.0f} MB "
+                     + _target(r["peak_rss_512x512x60_mb"], "peak_rss_512x512x60_mb"))
+    if "classify_process_wall_s" in r:
+        imp = r["startup_imports_s"]
+        lines.append(f"  one `mdtexture classify` process, start-up and report.png included: "
+                     f"{r['classify_process_wall_s']:.2f} s; of it python {imp['python_start']:.2f} s, import "
+                     f"torch {imp['torch']:.2f} s + torchvision {imp['torchvision']:.2f} s, SimpleITK "
+                     f"{imp['SimpleITK']:.2f} s, MDTextureLib "
+                     f"{imp['MDTextureLib.pipeline']:.2f} s, matplotlib {imp['matplotlib.pyplot']:.2f} s; "
+                     f"with --no-report {r['classify_process_no_report_wall_s']:.2f} s")
+    if "training" in r:
+        tr = r["training"]
+        for variant, v in tr["variants"].items():
+            recipe = (f"; the shipped recipe ({v['recipe_iterations']} its) ≈ {v['recipe_fp32_min']:.1f} min "
+                      f"float32, {v['recipe_bf16_min']:.1f} min bfloat16" if v["recipe_iterations"] else "")
+            lines.append(f"  training {variant}, batch {tr['batch_size']}, {tr['threads']} threads: float32 "
+                         f"{v['fp32_it_per_s']:.2f} it/s, bfloat16 {v['bf16_it_per_s']:.2f} it/s = "
+                         f"{v['bf16_over_fp32']:.2f}× "
+                         f"{_target(v['bf16_over_fp32'], 'training_bf16_over_fp32', below=False)}"
+                         + recipe)
+    if "agreement" in r:
+        a = r["agreement"]
+        lim = a["limits"]
+        lines.append(f"  bfloat16 vs float32 on {a['scans']} phantom scans ({a['model']}): same verdict "
+                     f"{a['same_verdict']}/{a['scans']}, slice probabilities within "
+                     f"{a['slice_probability_abs_max']:.4f} (limit {lim['slice_probability_abs']}), heatmap r ≥ "
+                     f"{a['heatmap_pearson_r_min']:.5f} (limit {lim['heatmap_pearson_r']}), texture scores within "
+                     f"{a['texture_score_abs_max']:.3f} (limit {lim['texture_score_abs']}, or one highlighted "
+                     f"slice: at most {a['texture_score_slices_max']} slice(s) apart): "
+                     + ("all within limits" if a["all_within_limits"] else "LIMITS EXCEEDED"))
     return "\n".join(lines)
+
+
+def _peak_key(precision: str) -> str:
+    return "matmul_peak_bf16_gflops_per_s" if precision == "bf16" else "matmul_peak_gflops_per_s"
 
 
 def cmd_bench(args) -> int:
     from .cli import load_model_arg
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     model = load_model_arg(args.model, allow_untrained=True) if args.model else None
     result = run_bench(model, n_slices=args.slices, matrix=args.matrix, repeats=args.repeats,
-                       memory_probe=not args.no_memory)
+                       memory_probe=not args.no_memory, precision=args.precision,
+                       process_probe=not args.no_process)
+    if args.training:
+        result["training"] = training_throughput(_training_cards(model), iterations=args.training_iterations)
+    if args.agreement:
+        result["agreement"] = precision_agreement(_bench_model(model), args.agreement)
     print(format_report(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 
+def _training_cards(model) -> list:
+    """Cards whose recipe the training benchmark prices: the given model's, else every shipped model's."""
+    from .modelfile import MODELS_DIR, new_card
+
+    if model is not None:
+        return [model.card]
+    cards = [json.loads(p.read_text()) for p in sorted(Path(MODELS_DIR).glob("*.json"))
+             if not p.name.endswith(".training.json")]
+    return [c for c in cards if "variant" in c] or [new_card("icam28")]
+
+
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="time a whole case against the bare forward pass and per-slice Grad-CAM",
+    p = sub.add_parser("bench", help="time a whole case against the bare forward pass and per-slice Grad-CAM, "
+                                     "in float32 and bfloat16",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", metavar="M", help="model to time (default: an icam28 network; speed does not "
-                                                "depend on the weights)")
+    p.add_argument("--model", metavar="M", help="model to time (default: the shipped model, else an untrained "
+                                                "icam28 network; speed does not depend on the weights)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="precision of the end-to-end path (default auto: bf16 where the hardware has it)")
     p.add_argument("--slices", type=int, default=35)
     p.add_argument("--matrix", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice, one per core)")
     p.add_argument("--no-memory", action="store_true", help="skip the 512×512×60 peak-memory probe")
+    p.add_argument("--no-process", action="store_true", help="skip timing a whole `mdtexture classify` process")
+    p.add_argument("--training", action="store_true",
+                   help="also time the training loop (batch 8, float32 and bfloat16) for the shipped recipes")
+    p.add_argument("--training-iterations", type=int, default=6, help="iterations per timed training round")
+    p.add_argument("--agreement", type=int, default=0, metavar="N",
+                   help="also compare bfloat16 with float32 answers on N phantom scans")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.set_defaults(func=cmd_bench)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--memory-probe":
-        _memory_probe(sys.argv[2], sys.argv[3])
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "--memory-probe":
+        memory_probe(*sys.argv[2:])

@@ -14,6 +14,7 @@ from pathlib import Path
 from . import __version__
 from .constants import CLASSES
 from .errors import InputError
+from .precision import PRECISION_HELP, PRECISIONS
 from .scores import ScoreParameters
 
 EPILOG = """\
@@ -78,6 +79,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="where the network runs (default: auto = CUDA if available)")
     p.add_argument("--batch-size", type=positive_int, default=16, metavar="N",
                    help="slices per forward pass (default 16)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
 
 
 def add_output_args(p: argparse.ArgumentParser, purpose: str = "", **out_kwargs) -> None:
@@ -142,7 +144,7 @@ def _case_options(args):
     from .pipeline import CaseOptions
 
     return CaseOptions(target_class=args.target_class, device=args.device, batch_size=args.batch_size,
-                       params=_score_params(args), report=not args.no_report)
+                       params=_score_params(args), report=not args.no_report, precision=args.precision)
 
 
 def _print_warnings(warnings: list) -> None:

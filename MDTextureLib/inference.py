@@ -24,6 +24,7 @@ from .io import DixonSeries, Grid
 from .legs import Leg, column_mask, find_legs
 from .modelfile import Model
 from .orientation import Orientation, model_leg_side, orientation_for
+from .precision import forward_with_maps, inference_net, resolve_precision
 from .stacks import StackGeometry, make_stacks, maps_to_native, resample_slices, window_for
 
 VERDICT_RULE = ("one leg: its verdict; two legs: the verdict, probabilities and per-slice probabilities of the more "
@@ -91,6 +92,7 @@ class VolumeResult:
     warnings: list = field(default_factory=list)
     legs: list = field(default_factory=list)  # [LegResult], right leg first
     orientation: Orientation | None = None
+    precision: str = "fp32"  # what the network ran in (fp32 or bf16)
     _heatmaps: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -160,6 +162,7 @@ class VolumeResult:
                                      "class was asked for) scaled by that leg's own maximum"
                                      if len(self.legs) > 1 else ""),
                         "map_size": list(self.class_maps.shape[-2:])},
+            "precision": self.precision,
             "warnings": list(self.warnings),
             "legs": [leg.summary() for leg in self.legs],
             "verdict_rule": VERDICT_RULE,
@@ -216,20 +219,21 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
                     target_class: str | None = None, batch_size: int = 16,
                     progress: Callable[[int, int], None] | None = None,
                     cancel: Callable[[], bool] | None = None, side: str | None = None,
-                    laterality: str | None = None) -> VolumeResult:
+                    laterality: str | None = None, precision: str = "auto") -> VolumeResult:
     """Classify every slice of every leg of ``series`` in batches and keep the class maps.
 
     ``progress(done, total)`` is called with 0 before the first batch (so a progress bar starts its clock with the
     work) and after each batch; ``cancel()`` returning True stops with InterruptedError (the Slicer module's Cancel
     button). ``side`` ('left'/'right'): the user's word for a one-leg image whose anatomy does not tell;
-    ``laterality``: the DICOM laterality ('R'/'L') when known.
+    ``laterality``: the DICOM laterality ('R'/'L') when known. ``precision`` (auto, fp32, bf16) is resolved for the
+    device by :mod:`.precision`.
     """
     if target_class is not None and target_class not in CLASSES:
         raise InputError(f"unknown target class {target_class!r}; choose one of {', '.join(CLASSES)}")
     dev = device if isinstance(device, torch.device) else pick_device(device)
     notes = list(series.warnings)
-    # channels-last weights to match the channels-last stacks (an in-place layout change, same numbers)
-    net = model.net.to(dev, memory_format=torch.channels_last).eval()
+    precision = resolve_precision(precision, dev)
+    net = inference_net(model.net, dev)  # batch norm folded, channels-last: a cached copy
     with torch.inference_mode():
         stacks, geometries, legs, orient = leg_inputs(series, model, dev, side, laterality, notes)
         n = stacks.shape[0]
@@ -239,7 +243,7 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
         for start in range(0, n, batch_size):
             if cancel is not None and cancel():
                 raise InterruptedError("classification cancelled")
-            lg, mp = net.forward_with_maps(stacks[start:start + batch_size])
+            lg, mp = forward_with_maps(net, stacks[start:start + batch_size], precision)
             logits.append(lg)
             maps.append(mp)
             if progress is not None:
@@ -269,4 +273,4 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
                         class_maps=lead.class_maps, geometry=lead.geometry, grid=series.grid,
                         target_class=target_class or lead.verdict, model_name=model.name,
                         model_sha256=model.sha256, ff_unit=series.ff_unit, warnings=notes, legs=results,
-                        orientation=orient)
+                        orientation=orient, precision=precision)

@@ -41,6 +41,7 @@ class CaseOptions:
     params: ScoreParameters = field(default_factory=ScoreParameters)
     report: bool = True
     compress: bool = False  # gzip the heatmap NRRD (smaller, ~3x slower to write)
+    precision: str = "auto"  # auto, fp32 or bf16 (MDTextureLib.precision); what ran is in the summary
 
 
 @dataclass
@@ -62,7 +63,7 @@ def analyse_case(inputs: CaseInputs, model: Model, options: CaseOptions = CaseOp
         labels.warnings.extend(label_warnings(labels.layers, labels.names, series.body_mask()))
     result = classify_volume(series, model, device=options.device, target_class=options.target_class,
                              batch_size=options.batch_size, progress=progress, side=inputs.side,
-                             laterality=dicom_laterality(inputs.ff or inputs.water))
+                             laterality=dicom_laterality(inputs.ff or inputs.water), precision=options.precision)
     scores = None
     leg_scores = {}
     summary = result.summary()

@@ -11,7 +11,7 @@ from MDTextureLib.errors import InputError
 from MDTextureLib.io import Grid, series_from_arrays
 from MDTextureLib.modelfile import default_model_path, load_model
 from MDTextureLib.phantom import make_scan
-from MDTextureLib.pipeline import CaseInputs, analyse_case
+from MDTextureLib.pipeline import CaseInputs, CaseOptions, analyse_case
 
 
 @lru_cache(maxsize=None)
@@ -57,7 +57,8 @@ def case_of(tmp_path, name, ff, labels, geometry, side=None):
                         segmentation=write(labels.astype(np.uint16), geometry, folder / "muscles.nrrd"))
     if side is not None:
         inputs.side = side
-    return analyse_case(inputs, shipped_model())
+    # float32: the heatmaps are compared voxel by voxel (bfloat16 sums a mirrored leg in another order)
+    return analyse_case(inputs, shipped_model(), CaseOptions(precision="fp32"))
 
 
 def scores_of(case):
@@ -119,17 +120,17 @@ def test_a_sagittal_acquisition_is_refused_or_resampled_never_read_as_axial():
 
     from MDTextureLib.inference import classify_volume
     axial = classify_volume(series_from_arrays(Grid(s.ff.shape[::-1], s.spacing_mm, s.origin_mm, s.direction),
-                                               ff=s.ff), model, device="cpu")
+                                               ff=s.ff), model, device="cpu", precision="fp32")
     # a coronal series of the same voxels (slices along P, rows along S head up, columns along L) reads the same
     coronal, geometry = stored(s.ff, s.spacing_mm, s.origin_mm, (1, 0, 2), (False, True, False))
     result = classify_volume(series_from_arrays(Grid(coronal.shape[::-1], *geometry), ff=coronal), model,
-                             device="cpu")
+                             device="cpu", precision="fp32")
     np.testing.assert_allclose(result.probabilities, axial.probabilities, atol=1e-4)
     assert any("coronal acquisition reordered to axial" in w for w in result.warnings)
     thin_zyx = np.repeat(s.ff, 4, axis=0)  # 32 slices of 1 mm, each 4 mm slice = the mean of its 4 thin ones
     thin, geometry = stored(thin_zyx, (1.2, 1.2, 1.0), s.origin_mm, axes, flips)
     series = series_from_arrays(Grid(thin.shape[::-1], *geometry), ff=thin)
-    result = classify_volume(series, model, device="cpu")
+    result = classify_volume(series, model, device="cpu", precision="fp32")
     assert result.verdict == axial.verdict
     np.testing.assert_allclose(result.probabilities, axial.probabilities, atol=0.02)
     assert result.slice_probabilities.shape == (8, 3)

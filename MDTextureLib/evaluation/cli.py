@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
+from ..precision import PRECISION_HELP, PRECISIONS
 
 DESCRIPTION = """\
 Reproduce the experiments of Cai et al. on a cohort (normally the synthetic phantom: `mdtexture phantom`) and
@@ -77,15 +78,19 @@ def register(subparsers) -> None:
                    help="networks whose maps localisation and randomisation score (default icam28 icam14 resnet7)")
     p.add_argument("--quick", action="store_true", help="tiny smoke-test profile (numbers mean nothing)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help=PRECISION_HELP + "; applies to the networks trained here (the maps are scored in float32)")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=handler)
 
 
 def settings_from_args(args):
+    from ..precision import resolve_precision
     from .settings import Settings
 
     common = {"n_folds": args.folds, "fold_seed": args.fold_seed, "seed": args.seed, "imagenet": args.imagenet,
-              "lr_steps": args.lr_steps, "quiet": args.quiet}
+              "lr_steps": args.lr_steps, "quiet": args.quiet,
+              "precision": resolve_precision(args.precision, "cpu")}  # evaluation trains on the CPU
     if args.networks:
         common["networks"] = tuple(dict.fromkeys(args.networks))
     optional = {"iterations": args.iterations, "batch_size": args.batch_size, "kmeans_k": args.kmeans_k}

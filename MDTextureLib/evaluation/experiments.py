@@ -247,7 +247,8 @@ class Context:
         steps = learning_rate_steps(s)
         config = TrainConfig(variant=variant, iterations=s.iterations, lr_steps=steps, batch_size=s.batch_size,
                              seed=s.seed + fold, pixel_mm=c.pixel_mm, size_px=c.size_px,
-                             normalisation=c.normalisation, imagenet=s.imagenet, name=f"{variant}-fold{fold + 1}")
+                             normalisation=c.normalisation, imagenet=s.imagenet, name=f"{variant}-fold{fold + 1}",
+                             precision=s.precision)
         train_idx = c.folds[fold][0]
         t0 = time.perf_counter()
         self.log(f"training {variant} fold {fold + 1}/{c.n_folds}: {len(train_idx)} scans, {s.iterations} iterations")

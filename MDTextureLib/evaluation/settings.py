@@ -39,6 +39,7 @@ class Settings:
     networks: tuple = LOCALISATION_VARIANTS  # networks whose maps are scored (localisation, randomisation)
     quick: bool = False
     quiet: bool = False
+    precision: str = "fp32"  # of the networks trained here (fp32 or bf16, resolved from --precision)
     score_params: ScoreParameters = field(default_factory=ScoreParameters)
 
     @classmethod

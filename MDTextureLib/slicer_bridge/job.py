@@ -64,7 +64,7 @@ class ClassifyJob:
     # -- starting -------------------------------------------------------------------------------------------
     @classmethod
     def start(cls, series: DixonSeries, model_path: str | None = None, device: str = "auto",
-              target_class: str | None = None, batch_size: int = 16, python: str | None = None,
+              precision: str = "auto", target_class: str | None = None, batch_size: int = 16, python: str | None = None,
               model=None, env: dict | None = None) -> "ClassifyJob":
         """Write the FF (as a fraction, on its grid) and the job description to a new temporary folder; start.
 
@@ -80,7 +80,7 @@ class ClassifyJob:
                 _weights, model_path = save_model(Model(net=model.net, card=dict(model.card)), folder / "model")
             write_image(series.ff.astype(np.float32), series.grid, folder / "ff.nrrd")
             spec = {"ff": "ff.nrrd", "model": str(Path(model_path).resolve()), "device": device,
-                    "target_class": target_class, "batch_size": int(batch_size)}
+                    "precision": precision, "target_class": target_class, "batch_size": int(batch_size)}
             if series.water is not None and series.fat is not None:
                 # the child's body mask (window centres, legs) must come from the same magnitude as this side's
                 write_image(np.asarray(series.water, np.float32), series.grid, folder / "water.nrrd")

@@ -139,8 +139,9 @@ class MDTextureLogic:
         try:
             model = self.loadModel(p)
             target = None if p.targetClass in ("", "auto") else p.targetClass
-            result = classify_volume(series, model, device=p.device or "auto", target_class=target,
-                                     batch_size=max(1, p.batchSize), progress=progress, cancel=cancel)
+            result = classify_volume(series, model, device=p.device or "auto", precision=p.precision or "auto",
+                                     target_class=target, batch_size=max(1, p.batchSize), progress=progress,
+                                     cancel=cancel)
         except BaseException:
             if not had_ff:
                 self._forgetDerivedFF(p, ff_id)
@@ -167,8 +168,8 @@ class MDTextureLogic:
                                      "file (NAME.json next to NAME.safetensors)")
                 read_card(model_path)  # a missing or broken card is said now, not by the child process
             target = None if p.targetClass in ("", "auto") else p.targetClass
-            job = ClassifyJob.start(series, model_path, device=p.device or "auto", target_class=target,
-                                    batch_size=max(1, p.batchSize), python=python, model=given,
+            job = ClassifyJob.start(series, model_path, device=p.device or "auto", precision=p.precision or "auto",
+                                    target_class=target, batch_size=max(1, p.batchSize), python=python, model=given,
                                     env=_startup_environment())
         except BaseException:
             if not had_ff:

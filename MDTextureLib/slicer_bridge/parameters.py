@@ -58,6 +58,7 @@ class MDTextureParameters:
 
     modelPath = _Param("ModelPath", str, "")  # empty: the shipped model
     device = _Param("Device", str, "auto")  # auto, cpu, cuda
+    precision = _Param("Precision", str, "auto")  # auto, fp32, bf16 (see MDTextureLib.precision)
     targetClass = _Param("TargetClass", str, "auto")  # auto (the verdict) or one of CLASSES
     viewClass = _Param("ViewClass", str, "")  # class whose heatmap is shown and scored; empty until classified
     background = _Param("Background", str, "FF")  # FF or Water under the heatmap

@@ -41,6 +41,7 @@ def run(folder: Path) -> int:
             print(f"{PROGRESS} {done} {total}", flush=True)
 
         result = classify_volume(series, model, device=spec.get("device") or "auto",
+                                 precision=spec.get("precision") or "auto",
                                  target_class=spec.get("target_class"), batch_size=int(spec.get("batch_size", 16)),
                                  progress=progress)
         heatmaps = np.stack([result.heatmap_for(c) for c in CLASSES]).astype(np.float32)

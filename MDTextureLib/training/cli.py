@@ -16,6 +16,7 @@ from pathlib import Path
 from ..cli import add_output_args, positive_int
 from ..errors import InputError
 from ..constants import VARIANTS
+from ..precision import PRECISION_HELP, PRECISIONS
 
 DATA_HELP = "cohort: cohort.csv or the folder holding it (e.g. made by `mdtexture phantom --out DIR`)"
 
@@ -61,6 +62,9 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
                    help=f"model window / crop side in pixels (default {DEFAULT_SIZE_PX})")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where to train (default auto: CUDA if available)")
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help=PRECISION_HELP + "; bf16 runs the forward pass and loss under autocast, weights and "
+                                         "optimiser in float32")
     g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -81,7 +85,7 @@ def _config(args, variant: str):
                          momentum=args.momentum, weight_decay=args.weight_decay, seed=args.seed,
                          pixel_mm=args.pixel_mm, size_px=args.size_px,
                          augment=AugmentConfig(enabled=not args.no_augment), imagenet=args.imagenet,
-                         name=getattr(args, "name", None))
+                         name=getattr(args, "name", None), precision=args.precision)
     config.check()
     return config
 
@@ -135,15 +139,19 @@ def training_command(args, config, command: str = "train", variants=None) -> str
         parts += ["--pixel-mm", f"{config.pixel_mm:g}"]
     if config.size_px != DEFAULT_SIZE_PX:
         parts += ["--size-px", str(config.size_px)]
+    parts += ["--precision", config.precision]
     if getattr(args, "half", False):
         parts.append("--half")
     return shlex.join(parts)
 
 
 def cmd_train(args) -> int:
+    from dataclasses import replace
+
     import torch
 
     from ..inference import pick_device
+    from ..precision import resolve_precision
     from .ddp import barrier, context_from_env, shutdown
     from .loop import save_trained, train
 
@@ -159,6 +167,7 @@ def cmd_train(args) -> int:
     ctx = context_from_env(args.device)
     try:
         device = ctx.device if ctx is not None else pick_device(args.device)
+        config = replace(config, precision=resolve_precision(config.precision, device))
         main = ctx is None or ctx.is_main
         records, items = _load_items(args.data)
         dataset = _build_dataset(items, config, args.quiet or not main)
@@ -166,7 +175,8 @@ def cmd_train(args) -> int:
             d = dataset.describe()
             print(f"training {config.variant} on {d['scans']} scans / {d['slices']} slices of {d['subjects']} "
                   f"subjects ({d['memory_mb']} MB cached), {config.iterations} iterations, batch "
-                  f"{config.batch_size}, lr steps {list(config.lr_steps)}, device {device}"
+                  f"{config.batch_size}, lr steps {list(config.lr_steps)}, device {device}, precision "
+                  f"{config.precision}"
                   + (f", {ctx.world_size} processes ({ctx.backend})" if ctx else ""), file=sys.stderr)
         result = train(dataset, config, device=device, progress=not args.quiet, dist=ctx)
         if main:
@@ -215,11 +225,14 @@ def _parse_variants(values: list) -> list:
 
 
 def cmd_crossval(args) -> int:
+    from dataclasses import replace
+
     import torch
 
     from ..cohort import subject_folds
     from ..inference import pick_device
     from ..outputs import atomic_dir, check_output_folder
+    from ..precision import resolve_precision
     from .crossval import check_folds, cross_validate, write_report
 
     check_output_folder(args.out, [args.data, args.imagenet], args.overwrite)  # before reading the cohort
@@ -228,6 +241,7 @@ def cmd_crossval(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
+    configs = [replace(c, precision=resolve_precision(c.precision, device)) for c in configs]
     records, items = _load_items(args.data)
     n_subjects = len({it.subject for it in items})
     if args.folds < 2:
@@ -247,6 +261,7 @@ def cmd_crossval(args) -> int:
         meta = {"command": training_command(args, configs[0], "crossval", variants), "data_source": args.data_note or Path(args.data).name,
                 "folds": args.folds, "fold_seed": args.fold_seed, "split": "by subject, stratified by class",
                 "subjects": n_subjects, "scans": len(items), "slices": len(dataset),
+                "precision": configs[0].precision,
                 "wall_time_s": round(time.perf_counter() - t0, 1)}
         header = (f"## {args.folds}-fold subject-level cross-validation\n\n"
                   f"Data: {meta['data_source']} ({n_subjects} subjects, {len(items)} scans, {len(dataset)} slices). "
@@ -292,25 +307,28 @@ def cmd_evaluate_model(args) -> int:
     from ..cli import load_model_arg, model_input_paths
     from ..inference import pick_device
     from ..outputs import atomic_dir, check_output_folder
+    from ..precision import resolve_precision
     from .evaluate import evaluate_items, markdown_confusion, per_class_accuracy
 
     if args.out:
         check_output_folder(args.out, [args.data, *model_input_paths(args.model)], args.overwrite)
     model = load_model_arg(args.model)
     device = pick_device(args.device)
+    precision = resolve_precision(args.precision, device)
     records, items = _load_items(args.data)
     cb, close = _bar("evaluating", args.quiet)
     t0 = time.perf_counter()
     try:
-        ev = evaluate_items(model, items, device=device, batch_size=args.batch_size, progress=cb)
+        ev = evaluate_items(model, items, device=device, batch_size=args.batch_size, progress=cb,
+                            precision=precision)
     finally:
         close()
     command = shlex.join(["mdtexture", "evaluate-model", "--model", _name(model.path) if model.path else "(shipped)",
-                          "--data", _name(args.data)])
+                          "--data", _name(args.data), "--precision", precision])
     source = args.data_note or Path(args.data).name
     metrics = {"data_source": source, "command": command, "subjects": len({it.subject for it in items}),
                "scan_accuracy": ev.scan_accuracy, "slice_accuracy": ev.slice_accuracy, "n_scans": ev.n_scans,
-               "n_slices": ev.n_slices, "confusion_scan": ev.confusion,
+               "n_slices": ev.n_slices, "confusion_scan": ev.confusion, "precision": precision,
                "per_class_scan_accuracy": per_class_accuracy(ev.confusion),
                "wall_time_s": round(time.perf_counter() - t0, 1)}
     print(f"model {model.name} ({model.sha256[:12]}…) on {source}: scan accuracy {ev.scan_accuracy:.3f} "
@@ -391,6 +409,7 @@ def register(subparsers) -> None:
     add_output_args(p, purpose="also write DIR/evaluation.json and evaluation.md")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--batch-size", type=positive_int, default=16, help="slices per forward pass (default 16)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     p.add_argument("--data-note", metavar="TEXT", help="how the data were made, recorded with the figures")
     p.add_argument("--record-in-card", action="store_true",
                    help="add the figures to the model card's metrics.held_out (weights and sha256 unchanged)")

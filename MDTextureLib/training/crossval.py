@@ -64,7 +64,7 @@ def cross_validate(items: Sequence[ScanItem], folds: Sequence[tuple], configs: S
             wall = time.perf_counter() - t0
             if models_dir is not None:
                 save_trained(trained, Path(models_dir) / f"{config.variant}_fold{k}")
-            ev = evaluate_items(trained.model, [items[i] for i in te], device=device)
+            ev = evaluate_items(trained.model, [items[i] for i in te], device=device, precision=config.precision)
             per_fold.append({
                 "fold": k,
                 "train_subjects": sorted({items[i].subject for i in tr}),

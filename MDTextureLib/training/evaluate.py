@@ -44,13 +44,13 @@ def per_class_accuracy(confusion: list) -> dict:
 
 
 def evaluate_items(model: Model, items: Sequence[ScanItem], device="cpu", batch_size: int = 16,
-                   progress: Callable[[int, int], None] | None = None) -> Evaluation:
-    """Classify every scan of ``items`` with ``model`` and count the hits."""
+                   progress: Callable[[int, int], None] | None = None, precision: str = "auto") -> Evaluation:
+    """Classify every scan of ``items`` with ``model`` (network in ``precision``) and count the hits."""
     rows = []
     conf = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)
     sconf = np.zeros_like(conf)
     for i, item in enumerate(items):
-        result = classify_volume(item.load(), model, device=device, batch_size=batch_size)
+        result = classify_volume(item.load(), model, device=device, batch_size=batch_size, precision=precision)
         truth = CLASSES.index(item.class_name)
         pred = int(np.argmax(result.probabilities))
         slice_pred = result.slice_probabilities.argmax(axis=1)

@@ -11,9 +11,10 @@ What the paper leaves open is chosen here and written into every model card:
   line's default rates are ten times the paper's (:func:`default_lr_steps`).
 
 Determinism: one ``torch.Generator`` seeded by ``seed`` drives the shuffling and the augmentation draws, and
-``torch.manual_seed(seed)`` the initialisation, so two runs with the same seed, data and thread count end with
-identical weights. Under DistributedDataParallel every rank draws the same global batch from the same generator
-and trains on its own share of it, so the data seen per iteration do not depend on the number of processes.
+``torch.manual_seed(seed)`` the initialisation, so two runs with the same seed, data, thread count and precision
+end with identical weights (a bfloat16 run and a float32 run differ). Under DistributedDataParallel every rank
+draws the same global batch from the same generator and trains on its own share of it, so the data seen per
+iteration do not depend on the number of processes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import platform
 import sys
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +39,7 @@ from ..modelfile import (DEFAULT_NORMALISATION, DEFAULT_PIXEL_MM, DEFAULT_SIZE_P
                          new_card, save_model, sha256_of)
 from ..network import VARIANTS, ICAMNet, load_imagenet_trunk
 from ..outputs import temp_sibling
+from ..precision import PRECISIONS, autocast, resolve_precision
 from .augment import AugmentConfig, apply_augmentation, sample_params
 from .dataset import SliceDataset
 
@@ -122,6 +124,9 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     imagenet: str | None = None  # local torchvision ResNet18 file
     name: str | None = None
+    # fp32, bf16 or auto (bf16 where the hardware has it): the forward pass and the loss run under autocast in
+    # bf16; weights, gradients and the optimiser stay float32. ``train`` records the resolved value.
+    precision: str = "fp32"
 
     def check(self) -> None:
         if self.variant not in VARIANTS:
@@ -134,6 +139,8 @@ class TrainConfig:
             raise InputError("--size-px must be at least 32")
         if self.normalisation[1] <= 0:
             raise InputError("normalisation std must be positive")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -194,8 +201,10 @@ def train(dataset: SliceDataset, config: TrainConfig, device: str | torch.device
         raise InputError(f"--batch-size {config.batch_size} is not divisible by the {world} processes")
     local_bs = config.batch_size // world
     device = torch.device(device)
+    config = replace(config, precision=resolve_precision(config.precision, device))
     net, init_note = _init_network(config)
-    net = net.to(device).train()
+    # channels-last weights and batches: the convolutions (forward and backward) run about 10 % faster on the CPU
+    net = net.to(device, memory_format=torch.channels_last).train()
     model = net
     if dist is not None:
         from .ddp import wrap
@@ -227,10 +236,11 @@ def train(dataset: SliceDataset, config: TrainConfig, device: str | torch.device
             params = sample_params(config.batch_size, config.size_px, config.augment, generator)
             idx_local = idx[mine]
             x = apply_augmentation(dataset.stacks(idx_local).to(device), params[mine], crop)
-            x = (x - mean) / std
+            x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
             y = dataset.labels[idx_local].to(device)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            with autocast(config.precision, device):
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -264,7 +274,7 @@ def train(dataset: SliceDataset, config: TrainConfig, device: str | torch.device
         with torch.no_grad():
             average_buffers(net, dist)
     wall = time.perf_counter() - t0
-    net = net.eval().cpu()
+    net = net.eval().cpu().to(memory_format=torch.contiguous_format)
     running_loss = sum(w[0] for w in window) / sum(w[2] for w in window)
     running_acc = sum(w[1] for w in window) / sum(w[2] for w in window)
     card = new_card(config.variant, name=config.name or config.variant)
@@ -290,6 +300,7 @@ def train(dataset: SliceDataset, config: TrainConfig, device: str | torch.device
         "wall_time_s": round(wall, 1),
         "seconds_per_iteration": round(wall / config.iterations, 3),
         "device": str(device),
+        "precision": config.precision,
         "processes": world,
         "torch_threads": torch.get_num_threads(),
         "final_running_loss": round(running_loss, 4),
@@ -303,7 +314,7 @@ def train(dataset: SliceDataset, config: TrainConfig, device: str | torch.device
     }
     log = {"config": config.as_dict(), "data": dataset.describe(), "history": history,
            "wall_time_s": round(wall, 1), "final_running_loss": round(running_loss, 4),
-           "final_running_accuracy": round(running_acc, 4), "processes": world}
+           "final_running_accuracy": round(running_acc, 4), "processes": world, "precision": config.precision}
     return TrainResult(model=Model(net=net, card=card), log=log, wall_s=wall)
 
 
