@@ -178,12 +178,24 @@ def jump_share(ff_zyx: np.ndarray, jump: float, radius_px: int = JUMP_WINDOW_RAD
     return np.where(p > 1e-6, j / np.maximum(p, 1e-6), 1.0).astype(np.float32)
 
 
+def air_fill_value(image_zyx: np.ndarray) -> float:
+    """The value that fills the air, when more than half of the image's border pixels (every slice's four edges)
+    hold one same value; 0 otherwise (noisy air has no such value, and 0 is what masked maps use)."""
+    a = np.asarray(image_zyx)
+    border = np.concatenate([a[:, 0, :].ravel(), a[:, -1, :].ravel(), a[:, :, 0].ravel(), a[:, :, -1].ravel()])
+    values, counts = np.unique(border, return_counts=True)
+    if counts.size and counts.max() > 0.5 * border.size:
+        return float(values[int(np.argmax(counts))])
+    return 0.0
+
+
 def body_mask_from_ff(ff_zyx: np.ndarray, spacing_xy_mm: tuple, full_scale: float = 1.0) -> np.ndarray:
     """Body from a fat-fraction image alone (``full_scale``: 1 for fractions, 100 for percent, …): non-zero voxels
     where few neighbour pairs jump (see the module text), the boundary pixels that the window straddles recovered
     among non-zero voxels, then :func:`clean_mask`."""
     ff = np.nan_to_num(np.asarray(ff_zyx, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    nonzero = ff != 0
+    # Air set to one value by the scanner or a converter (0, or 100 %, or anything) is not body, however smooth.
+    nonzero = ff != air_fill_value(ff)
     smooth = nonzero & (jump_share(ff, JUMP_FRACTION_OF_SCALE * float(full_scale)) <= MAX_JUMP_SHARE)
     smooth = ndimage.binary_opening(smooth, structure=IN_PLANE_CONNECTIVITY)  # lone air pixels that happened to agree
     grown = _grow(smooth, JUMP_WINDOW_RADIUS_PX) & nonzero

@@ -28,6 +28,8 @@ GRID_TOLERANCE = 1e-4
 # FF plausibility (units, range, swaps) lives in ffcheck; the body mask in body. A body covering less than this share
 # of the image is reported: the leg may be outside the field of view, or the image is not a leg.
 SMALL_BODY_FRACTION = 0.02
+# A lower-leg field of view holds air around the leg(s): a body over this share of the image is implausible.
+LARGE_BODY_FRACTION = 0.9
 NEED_FF_OR_WATER_FAT = "give a fat-fraction image, or both water and fat images"
 
 
@@ -347,6 +349,9 @@ def _note_body_size(body: np.ndarray, notes: list) -> None:
     share = float(np.count_nonzero(body)) / max(body.size, 1)
     if share == 0:
         notes.append("no body found in the image (no region of tissue-like signal): the verdict means little")
+    elif share > LARGE_BODY_FRACTION:
+        notes.append(f"the body mask covers {100 * share:.0f} % of the image: is the air filled with tissue-like "
+                     "values, or does the field of view lie inside the leg? The window and the verdict may be wrong")
     elif share < SMALL_BODY_FRACTION:
         notes.append(f"the body covers only {100 * share:.2g} % of the image ({int(np.count_nonzero(body))} voxels): "
                      "is the leg in the field of view?")

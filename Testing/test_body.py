@@ -222,3 +222,30 @@ def test_a_body_filling_the_field_of_view_does_not_take_in_the_air_around_it():
     # (narrow strips of air between the body and the image border are closed: ~16 % here; the old rim took 59 %)
     assert np.count_nonzero(mask & ~body) <= 0.2 * np.count_nonzero(body)
     assert np.count_nonzero(body & ~mask) == 0
+
+
+def test_air_filled_with_one_value_is_not_body(scans, model):
+    """Hostile run: an FF map whose air was filled with 100 % made the body the whole image and a normal phantom
+    DMD 0.69 (a CMD one DMD 0.998), with no warning. Air holding one value over most of the image border is air,
+    whatever the value; the answer is the masked map's."""
+    from MDTextureLib.inference import classify_volume
+
+    for cls, scan in scans.items():
+        truth = true_body(scan)
+        masked = classify_volume(series_from_arrays(grid_of(scan), ff=scan.ff), model, device="cpu")
+        for fill in (1.0, 0.5):
+            ff = np.where(truth, scan.ff, np.float32(fill)).astype(np.float32)  # the air only (cortex reads 0)
+            series = series_from_arrays(grid_of(scan), ff=ff)
+            assert iou(series.body_mask(), truth) > 0.95, (cls, fill)
+            assert not any("covers" in w for w in series.warnings), series.warnings
+            filled = classify_volume(series, model, device="cpu")
+            assert filled.verdict == masked.verdict == cls, (cls, fill, filled.probabilities)
+            np.testing.assert_allclose(filled.probabilities, masked.probabilities, atol=0.02, err_msg=f"{cls} {fill}")
+
+
+def test_a_body_covering_most_of_the_image_is_warned():
+    z, y, x = np.mgrid[0:3, 0:40, 0:40].astype(float)
+    rng = np.random.default_rng(0)
+    ff = (0.1 + 0.02 * rng.standard_normal((3, 40, 40))).astype(np.float32)  # smooth tissue to every border
+    series = series_from_arrays(Grid((40, 40, 3), (1.0, 1.0, 4.0), (0, 0, 0), (1, 0, 0, 0, 1, 0, 0, 0, 1)), ff=ff)
+    assert any("the body mask covers 100 % of the image" in w for w in series.warnings), series.warnings
