@@ -96,6 +96,21 @@ def detect_unit(ff: np.ndarray, body: np.ndarray | None, what: str = "fat-fracti
                      "image? give those with --water and --fat")
 
 
+def note_forced_unit(ff: np.ndarray, body: np.ndarray | None, unit: str, notes: list) -> None:
+    """A warning when the unit the user forced is not the one the values read as (a fraction forced as percent
+    turns every muscle lean: a confident wrong verdict)."""
+    try:
+        detected = detect_unit(ff, body)
+    except InputError:
+        detected = None
+    if detected == unit:
+        return
+    p99 = float(np.percentile(body_values(ff, body), 99))
+    reads = f"read as {detected}" if detected else "fits no unit"
+    notes.append(f"FF unit forced to {unit}, but 99 % of the body is below {p99:.4g}, which {reads}; as {unit} "
+                 f"that is {100 * p99 / UNIT_SCALES[unit]:.3g} %: if the unit is wrong, so is the verdict")
+
+
 def clip_to_range(fraction: np.ndarray, body: np.ndarray | None, unit: str, notes: list,
                   what: str = "fat-fraction image") -> np.ndarray:
     """Clip ``fraction`` to [0, 1] in place, with a note counting the clipped voxels. InputError when more than

@@ -377,6 +377,8 @@ def _to_fraction(ff: np.ndarray, unit: str, notes: list, body: np.ndarray | None
         unit = ffcheck.detect_unit(ff, body)
     elif unit not in ffcheck.UNIT_SCALES:
         raise InputError(f"unknown FF unit {unit!r}; use {', '.join(ffcheck.UNIT_CHOICES)}")
+    else:
+        ffcheck.note_forced_unit(ff, body, unit, notes)
     ff /= ffcheck.UNIT_SCALES[unit]
     return ffcheck.clip_to_range(ff, body, unit, notes), unit
 

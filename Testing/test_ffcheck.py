@@ -140,3 +140,19 @@ def test_no_swap_is_seen_in_untouched_phantoms(cls):
     for series in (series_from_arrays(grid_of(scan), ff=scan.ff),
                    series_from_arrays(grid_of(scan), water=scan.water, fat=scan.fat)):
         assert not [w for w in series.warnings if "swapped" in w]
+
+
+def test_a_forced_unit_that_the_values_contradict_is_warned():
+    """Hostile run: a fraction map forced as percent (or a percent map as per mille) gave CMD 0.999 with no
+    warning. Forcing the unit the values read as stays silent."""
+    from conftest import leg_volume
+    from MDTextureLib.io import Grid, series_from_arrays
+
+    ff = leg_volume()["ff"]
+    grid = Grid(ff.shape[::-1], (1.0, 1.0, 4.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    forced = series_from_arrays(grid, ff=ff, ff_unit="percent")
+    assert any("FF unit forced to percent" in w and "read as fraction" in w for w in forced.warnings), forced.warnings
+    per_mille = series_from_arrays(grid, ff=ff * 100, ff_unit="permille")
+    assert any("forced to permille" in w and "read as percent" in w for w in per_mille.warnings)
+    agreed = series_from_arrays(grid, ff=ff, ff_unit="fraction")
+    assert not any("forced" in w for w in agreed.warnings)
