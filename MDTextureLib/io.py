@@ -30,6 +30,8 @@ GRID_TOLERANCE = 1e-4
 SMALL_BODY_FRACTION = 0.02
 # A lower-leg field of view holds air around the leg(s): a body over this share of the image is implausible.
 LARGE_BODY_FRACTION = 0.9
+# FF given with water and fat should be F/(W+F) up to the vendor's corrections (T2*, noise bias): a few points.
+FF_WATER_FAT_MAX_MEDIAN_DIFFERENCE = 0.10
 NEED_FF_OR_WATER_FAT = "give a fat-fraction image, or both water and fat images"
 
 
@@ -282,6 +284,8 @@ def series_from_arrays(grid: Grid, ff: np.ndarray | None = None, water: np.ndarr
                              "the image: noise in the air)")
             ff_raw[outside] = 0.0
         ff_a, unit = _to_fraction(ff_raw, ff_unit, notes, body)
+        if water is not None and fat is not None:
+            _note_ff_against_water_fat(ff_a, water, fat, body, notes)
     else:
         body = _body_mask(grid, magnitude=_magnitude(water) + _magnitude(fat))
         ff_a, unit = ff_from_water_fat(water, fat, body=body, spacing_xy_mm=spacing_xy), "derived from water and fat"
@@ -316,6 +320,24 @@ def _body_mask(grid: Grid, magnitude: np.ndarray | None = None, ff: np.ndarray |
     else:
         mask = body_masks.body_mask_from_ff(axial.to_canonical(ff), spacing_xy, full_scale=full_scale)
     return axial.from_canonical(mask)
+
+
+def _note_ff_against_water_fat(ff: np.ndarray, water: np.ndarray, fat: np.ndarray, body: np.ndarray,
+                               notes: list) -> None:
+    """A warning when the FF image does not say what its water and fat images say (F / (W + F) in the body): FF and
+    water/fat of different scans, or of different reconstructions, on one grid."""
+    if not body.any():
+        return
+    w, f = _magnitude(water)[body], _magnitude(fat)[body]
+    total = w + f
+    ok = total > 0
+    if not ok.any():
+        return
+    difference = float(np.median(np.abs(ff[body][ok] - f[ok] / total[ok])))
+    if difference > FF_WATER_FAT_MAX_MEDIAN_DIFFERENCE:
+        notes.append(f"the fat-fraction image and F/(W+F) of the water and fat images differ by {100 * difference:.0f} "
+                     "points (median over the body): are they of the same scan? The verdict uses the FF image, the "
+                     "body mask the water and fat images")
 
 
 def _magnitude(image: np.ndarray) -> np.ndarray:

@@ -249,3 +249,13 @@ def test_a_body_covering_most_of_the_image_is_warned():
     ff = (0.1 + 0.02 * rng.standard_normal((3, 40, 40))).astype(np.float32)  # smooth tissue to every border
     series = series_from_arrays(Grid((40, 40, 3), (1.0, 1.0, 4.0), (0, 0, 0), (1, 0, 0, 0, 1, 0, 0, 0, 1)), ff=ff)
     assert any("the body mask covers 100 % of the image" in w for w in series.warnings), series.warnings
+
+
+def test_ff_that_its_water_and_fat_contradict_is_warned(scans):
+    """Hostile run: FF of one subject with water and fat of another (same grid) was accepted with no word."""
+    a = make_scan("DMD", seed=1, n_slices=6, matrix=160, pixel_mm=1.2)
+    b = make_scan("normal", seed=2, n_slices=6, matrix=160, pixel_mm=1.2)
+    same = series_from_arrays(grid_of(a), ff=a.ff, water=a.water, fat=a.fat)
+    assert not any("F/(W+F)" in w for w in same.warnings), same.warnings
+    mixed = series_from_arrays(grid_of(a), ff=a.ff, water=b.water, fat=b.fat)
+    assert any("differ by" in w and "same scan" in w for w in mixed.warnings), mixed.warnings
