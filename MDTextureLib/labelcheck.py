@@ -61,3 +61,44 @@ def label_warnings(layers: np.ndarray, names: dict, body_mask: np.ndarray) -> li
             + (f" (per segment: {listed})" if listed else "")
             + "; is it shifted, mirrored, from another scan or of the other leg? Check it over the FF image: the "
             "texture scores of these segments are unreliable"]
+
+
+#: Muscle pairs of which the first lies lateral of the second in every calf (lateral gastrocnemius / medial
+#: gastrocnemius; the peroneal group / tibialis posterior, which lies between tibia and fibula).
+LATERAL_OF = (("LG", "MG"), ("Per", "TP"))
+
+
+def mirrored_labels_warning(layers: np.ndarray, names: dict, side: str, side_source: str = "") -> str | None:
+    """A warning when, on a leg of ``side`` ('right'/'left'), every checkable pair of :data:`LATERAL_OF` has its
+    lateral muscle on the medial side: labels of the other leg, or flipped in x by a converter, stay inside the body
+    (so the body check cannot see them) but score the wrong muscles.
+
+    ``layers``: (z, y, x) or (L, z, y, x) labels of this leg in canonical array order (x towards the patient's left,
+    so on a right leg lateral is small x).
+    """
+    from .musclenames import canonical_muscle
+
+    layers = layers if layers.ndim == 4 else layers[None]
+    x_sum, count = {}, {}
+    columns = np.arange(layers.shape[-1], dtype=np.float64)
+    for value, name in names.items():
+        muscle = canonical_muscle(name)
+        if muscle is None:
+            continue
+        per_column = np.count_nonzero(layers == value, axis=(0, 1, 2))  # voxels of this segment in each column
+        x_sum[muscle] = x_sum.get(muscle, 0.0) + float(per_column @ columns)
+        count[muscle] = count.get(muscle, 0) + int(per_column.sum())
+    lateral_is_small_x = side == "right"
+    checked, wrong = 0, []
+    for lateral, medial in LATERAL_OF:
+        if count.get(lateral) and count.get(medial):
+            checked += 1
+            x_lat, x_med = x_sum[lateral] / count[lateral], x_sum[medial] / count[medial]
+            if (x_lat > x_med) if lateral_is_small_x else (x_lat < x_med):
+                wrong.append(f"{lateral} lies medial of {medial}")
+    if not checked or len(wrong) < checked:
+        return None
+    how = f" (side from {side_source})" if side_source else ""
+    return (f"the segmentation looks mirrored on the {side} leg{how}: {' and '.join(wrong)}; is it of the other "
+            "leg, was its x axis flipped by a converter, or is the leg's side wrong (--side)? Its texture scores "
+            "belong to other muscles")

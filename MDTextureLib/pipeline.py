@@ -15,7 +15,7 @@ import numpy as np
 from .errors import InputError
 from .inference import VolumeResult, classify_volume
 from .io import DixonSeries, LabelMap, check_distinct_files, load_dixon, read_labels, write_image
-from .labelcheck import label_warnings
+from .labelcheck import label_warnings, mirrored_labels_warning
 from .modelfile import Model
 from .outputs import atomic_dir, describe_os_error
 from .scores import ScoreParameters, scores_as_dicts, texture_scores, write_scores_csv
@@ -70,7 +70,7 @@ def analyse_case(inputs: CaseInputs, model: Model, options: CaseOptions = CaseOp
     summary["inputs"] = {k: (os.path.basename(v) if isinstance(v, str) else v) for k, v in asdict(inputs).items()}
     summary["inputs"].update(study_facts)
     if labels is not None:
-        leg_scores = scores_per_leg(result, labels, series, options.params)
+        leg_scores = scores_per_leg(result, labels, series, options.params, notes=labels.warnings)
         summary["warnings"] += labels.warnings
         if len(result.legs) > 1:
             lead = result.verdict_leg.side if result.verdict_leg.side in leg_scores else next(iter(leg_scores), None)
@@ -94,9 +94,11 @@ def analyse_case(inputs: CaseInputs, model: Model, options: CaseOptions = CaseOp
                       leg_scores=leg_scores)
 
 
-def scores_per_leg(result: VolumeResult, labels: LabelMap, series: DixonSeries, params: ScoreParameters) -> dict:
+def scores_per_leg(result: VolumeResult, labels: LabelMap, series: DixonSeries, params: ScoreParameters,
+                   notes: list | None = None) -> dict:
     """side → muscle scores, each leg's labels restricted to the part of the image it owns (labels may carry
     leading layer axes: the (z, y, x) region broadcasts). A leg the segmentation does not cover is left out.
+    A leg whose labels look mirrored (lateral muscles medial) gets a warning in ``notes``.
 
     Scores count AXIAL slices (Eq. 5), so a non-axial input is scored in its reordered (canonical) axis order.
     """
@@ -112,6 +114,10 @@ def scores_per_leg(result: VolumeResult, labels: LabelMap, series: DixonSeries, 
             continue
         if orient is not None and not orient.is_identity:
             leg_labels = orient.to_canonical(leg_labels)
+        if notes is not None and leg is not None:
+            mirrored = mirrored_labels_warning(leg_labels, labels.names, leg.side, leg.side_source)
+            if mirrored:
+                notes.append(mirrored)
         out[leg.side if leg is not None else "right"] = texture_scores(heat, leg_labels, labels.names, ff, spacing,
                                                                        params)
     return out

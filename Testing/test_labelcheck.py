@@ -94,3 +94,28 @@ def test_labels_on_a_grid_moved_30_mm_are_flagged_after_resampling(tmp_path, leg
     assert any("resampled" in w for w in lm.warnings)
     (warning,) = label_warnings(lm.layers, lm.names, series.body_mask())
     assert "lie outside the body (per segment: Sol" in warning
+
+
+def test_labels_mirrored_inside_the_leg_are_flagged_and_a_true_left_leg_is_not(tmp_path, model_files):
+    """Hostile run: the labels mirrored in x (the other leg's, or a converter's flip) stay inside the body, so no
+    warning came, and Per went 0 → 0.70, LG 0 → 0.85. Lateral muscles (LG, Per) lying medial of their partners
+    (MG, TP) give it away; the same phantom stored as a left leg (image and labels mirrored) is not flagged."""
+    from MDTextureLib.modelfile import load_model
+    from MDTextureLib.pipeline import CaseInputs, CaseOptions, analyse_case
+
+    scan = make_scan("DMD", seed=3, n_slices=6)
+    geometry = {"spacing": scan.spacing_mm, "origin": scan.origin_mm, "direction": scan.direction}
+    ff = write_nrrd(scan.ff, tmp_path / "ff.nrrd", geometry)
+    cases = {"right": (ff, scan.labels), "mirrored labels": (ff, scan.labels[:, :, ::-1]),
+             "left leg": (write_nrrd(np.ascontiguousarray(scan.ff[:, :, ::-1]), tmp_path / "left_ff.nrrd", geometry),
+                          scan.labels[:, :, ::-1])}
+    model = load_model(model_files)
+    warned = {}
+    for name, (ff_path, labels) in cases.items():
+        seg = write_nrrd(np.ascontiguousarray(labels).astype(np.uint16), tmp_path / f"{name}.nrrd", geometry)
+        case = analyse_case(CaseInputs(ff=str(ff_path), segmentation=str(seg)), model, CaseOptions(report=False))
+        warned[name] = [w for w in case.summary["warnings"] if "looks mirrored" in w]
+        if name == "left leg":
+            assert case.summary["legs"][0]["side"] == "left"
+    assert warned["right"] == [] and warned["left leg"] == []
+    assert len(warned["mirrored labels"]) == 1 and "LG lies medial of MG" in warned["mirrored labels"][0]
