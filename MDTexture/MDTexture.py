@@ -61,6 +61,15 @@ def __getattr__(name):
         return slicer_bridge.MDTextureLogic
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+def _showError(message: str, exc: Exception) -> None:
+    """An error dialog: the user's own mistake (InputError) in one line; anything else with its traceback, logged."""
+    if isinstance(exc, InputError):
+        slicer.util.errorDisplay(message.format(error=exc), windowTitle=_("MDTexture"))
+        return
+    logging.error(traceback.format_exc())
+    slicer.util.errorDisplay(message.format(error=exc), windowTitle=_("MDTexture"), detailedText=traceback.format_exc())
+
+
 HOMEPAGE = "https://github.com/MDTexture/SlicerMDTexture"
 POLL_INTERVAL_MS = 250
 
@@ -378,13 +387,8 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
             self.updateParameterNodeFromGUI()
             self._job = self.logic.startClassify(self._parameters)
-        except InputError as exc:
-            slicer.util.errorDisplay(_("Classification could not start: {error}").format(error=exc),
-                                     windowTitle=_("MDTexture"))
         except Exception as exc:
-            logging.error(traceback.format_exc())
-            slicer.util.errorDisplay(_("Classification could not start: {error}").format(error=exc),
-                                     windowTitle=_("MDTexture"), detailedText=traceback.format_exc())
+            _showError(_("Classification could not start: {error}"), exc)
         finally:
             if self._job is None:
                 self._busy = False
@@ -429,13 +433,8 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameters or self.logic.getParameterNode()  # the user may have left the module meanwhile
         try:
             self.logic.finishClassify(p, job)
-        except InputError as exc:
-            slicer.util.errorDisplay(_("Classification failed: {error}").format(error=exc),
-                                     windowTitle=_("MDTexture"))
         except Exception as exc:
-            logging.error(traceback.format_exc())
-            slicer.util.errorDisplay(_("Classification failed: {error}").format(error=exc),
-                                     windowTitle=_("MDTexture"), detailedText=traceback.format_exc())
+            _showError(_("Classification failed: {error}"), exc)
         else:
             self.logic.showHeatmap(p)
             self._showResultLayout()

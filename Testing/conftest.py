@@ -43,6 +43,22 @@ def leg_volume(n_slices: int = 6, rows: int = 72, cols: int = 80, seed: int = 0)
     return {"ff": ff, "water": water.astype(np.float32), "fat": fat.astype(np.float32), "labels": labels}
 
 
+def grid_of(scan):
+    """The voxel grid of a phantom ``Scan``."""
+    from MDTextureLib.io import Grid
+
+    return Grid(tuple(reversed(scan.ff.shape)), scan.spacing_mm, scan.origin_mm, scan.direction)
+
+
+def true_body(scan) -> np.ndarray:
+    """The phantom's body: FF is 0 exactly in its air, so the hole-filled non-zero region of each slice."""
+    from scipy import ndimage
+
+    filled = np.stack([ndimage.binary_fill_holes(s) for s in scan.ff > 0])
+    labels, _ = ndimage.label(filled)  # the leg, without the specks of air noise above the phantom's 6-SD mask
+    return labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+
+
 def write_nrrd(array: np.ndarray, path: Path, geometry: dict = AWKWARD) -> Path:
     img = sitk.GetImageFromArray(array)
     img.SetSpacing(geometry["spacing"])

@@ -9,18 +9,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from conftest import grid_of, true_body
 from MDTextureLib.io import Grid, series_from_arrays
 from MDTextureLib.phantom import make_scan
-
-
-def grid_of(scan) -> Grid:
-    return Grid(tuple(reversed(scan.ff.shape)), scan.spacing_mm, scan.origin_mm, scan.direction)
-
-
-def true_body(scan) -> np.ndarray:
-    filled = np.stack([ndimage.binary_fill_holes(s) for s in scan.ff > 0])
-    labels, _ = ndimage.label(filled)  # the leg, without the specks of air noise above the phantom's 6-SD mask
-    return labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
 
 
 def iou(a, b) -> float:

@@ -6,22 +6,11 @@ whose truth is known by construction (the phantom's subcutaneous fat is fat; a s
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
+from conftest import grid_of, leg_volume, true_body
 from MDTextureLib.errors import InputError
 from MDTextureLib.io import Grid, normalise_ff, series_from_arrays
 from MDTextureLib.phantom import make_scan
-
-
-def grid_of(scan) -> Grid:
-    return Grid(tuple(reversed(scan.ff.shape)), scan.spacing_mm, scan.origin_mm, scan.direction)
-
-
-def true_body(scan) -> np.ndarray:
-    """The phantom's body: FF is 0 exactly in its air, so the hole-filled non-zero region of each slice."""
-    filled = np.stack([ndimage.binary_fill_holes(s) for s in scan.ff > 0])
-    labels, _ = ndimage.label(filled)  # the leg, without the specks of air noise above the phantom's 6-SD mask
-    return labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
 
 
 @pytest.fixture(scope="module")
@@ -145,9 +134,6 @@ def test_no_swap_is_seen_in_untouched_phantoms(cls):
 def test_a_forced_unit_that_the_values_contradict_is_warned():
     """Hostile run: a fraction map forced as percent (or a percent map as per mille) gave CMD 0.999 with no
     warning. Forcing the unit the values read as stays silent."""
-    from conftest import leg_volume
-    from MDTextureLib.io import Grid, series_from_arrays
-
     ff = leg_volume()["ff"]
     grid = Grid(ff.shape[::-1], (1.0, 1.0, 4.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
     forced = series_from_arrays(grid, ff=ff, ff_unit="percent")
