@@ -213,7 +213,8 @@ def _stage_times(series, inputs, model, options, out: Path, repeats: int) -> dic
     """Median time of each step, one at a time: where the end-to-end time goes. ``classify_volume`` holds the
     stacks and the network; the others are the steps outside it."""
     from .inference import classify_volume, model_inputs
-    from .io import load_dixon, read_labels
+    from .io import load_dixon
+    from .labels import read_labels
     from .pipeline import analyse_case, write_case
     from .scores import texture_scores
 

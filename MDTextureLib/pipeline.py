@@ -14,7 +14,8 @@ import numpy as np
 
 from .errors import InputError
 from .inference import VolumeResult, classify_volume
-from .io import DixonSeries, LabelMap, check_distinct_files, load_dixon, read_labels, write_image
+from .io import DixonSeries, check_distinct_files, load_dixon, write_image
+from .labels import LabelMap, read_labels
 from .labelcheck import label_warnings, mirrored_labels_warning
 from .modelfile import Model
 from .outputs import atomic_dir, describe_os_error

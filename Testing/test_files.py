@@ -164,7 +164,7 @@ def test_qform_sform_check_reads_gzipped_nifti(tmp_path):
 
 
 def test_qform_sform_disagreement_of_a_segmentation_is_warned(tmp_path, leg_files):
-    from MDTextureLib.io import read_labels
+    from MDTextureLib.labels import read_labels
 
     series = load_dixon(ff=leg_files["ff"])
     path = _write(leg_volume()["labels"], tmp_path / "muscles.nii", compress=False)
@@ -195,7 +195,8 @@ def test_unreadable_segmentation_folder_and_batch_data_folder_name_the_cause(tmp
     from pathlib import Path
 
     from MDTextureLib.cli import main
-    from MDTextureLib.io import Grid, read_labels
+    from MDTextureLib.io import Grid
+    from MDTextureLib.labels import read_labels
 
     real_stat = Path.stat
 

@@ -6,7 +6,8 @@ import SimpleITK as sitk
 
 from conftest import AWKWARD, leg_volume, write_nrrd
 from MDTextureLib.errors import InputError
-from MDTextureLib.io import Grid, load_dixon, normalise_ff, pack_layers, read_image, read_labels
+from MDTextureLib.io import Grid, load_dixon, normalise_ff, read_image
+from MDTextureLib.labels import pack_layers, read_labels
 
 
 def test_fraction_and_percent_are_detected_and_converted(tmp_path):

@@ -85,7 +85,8 @@ def test_pipeline_puts_the_warning_into_the_summary(tmp_path, leg_files, model_f
 def test_labels_on_a_grid_moved_30_mm_are_flagged_after_resampling(tmp_path, leg_files):
     """The issue's case: the labelmap's origin is 30 mm off, so it is resampled (a generic note) and lands half in
     air; the check names the share."""
-    from MDTextureLib.io import load_dixon, read_labels
+    from MDTextureLib.io import load_dixon
+    from MDTextureLib.labels import read_labels
 
     series = load_dixon(ff=leg_files["ff"])
     d = np.asarray(AWKWARD["direction"]).reshape(3, 3)

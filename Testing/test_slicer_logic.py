@@ -26,7 +26,8 @@ from MDTextureLib import slicer_bridge as sb
 from MDTextureLib.constants import CLASSES, MUSCLE_COLORS, MUSCLES
 from MDTextureLib.errors import InputError
 from MDTextureLib.inference import classify_volume
-from MDTextureLib.io import Grid, load_dixon, read_labels
+from MDTextureLib.io import Grid, load_dixon
+from MDTextureLib.labels import read_labels
 from MDTextureLib.modelfile import build_model
 from MDTextureLib.scores import ScoreParameters, canonical_muscle, texture_scores, write_scores_csv
 

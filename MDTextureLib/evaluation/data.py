@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from ..constants import CLASSES, MUSCLE_LABELS
 from ..errors import InputError
-from ..io import DixonSeries, load_dixon, read_image, read_labels
+from ..io import DixonSeries, load_dixon, read_image
+from ..labels import read_labels
 from ..modelfile import DEFAULT_NORMALISATION, DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX
 from ..stacks import StackGeometry, window_for
 
