@@ -172,8 +172,8 @@ def side_from_bones(dark_zyx: np.ndarray, leg_zyx: np.ndarray, spacing_xyz_mm: t
     if lateral_mm:
         evidence += f", fibula {np.median(lateral_mm):.0f} mm lateral of the tibia"
     evidence += f"; {votes[side]} of {n} slices agree"
-    if votes[side] < MIN_AGREEMENT * n:
-        return None, evidence
+    if votes[side] < MIN_AGREEMENT * n:  # the evidence leans one way, but not clearly enough to mirror on it
+        return None, evidence + f", fewer than the {MIN_AGREEMENT:.0%} needed to decide"
     return side, evidence
 
 
