@@ -90,8 +90,9 @@ def detect_unit(ff: np.ndarray, body: np.ndarray | None, what: str = "fat-fracti
         return "permille"
     stats = f"99 % of the body is below {p99:.4g} (maximum {top:.4g})"
     if p99 < PERMILLE_MIN:
-        raise InputError(f"{what}: {stats}, above 100 % as percent and low for per mille; if the data are right, "
-                         "pass --ff-unit percent or --ff-unit permille")
+        over = 100.0 * float(np.mean(values > 100.0))  # as percent: the share of the body above 100 %
+        raise InputError(f"{what}: {stats}, above 100 % as percent (in {over:.1f} % of the body) and low for per "
+                         "mille; if the data are right, pass --ff-unit percent or --ff-unit permille")
     raise InputError(f"{what}: {stats}, above 100 % in any unit (fraction, percent, per mille): is it a water or fat "
                      "image? give those with --water and --fat")
 

@@ -79,8 +79,8 @@ def test_per_mille_is_detected_and_can_be_forced(normal6):
 
 
 def test_an_ambiguous_scale_is_refused_with_the_way_forward(normal6):
-    with pytest.raises(InputError, match=r"99 % of the body is below 2\d\d.*pass --ff-unit percent or --ff-unit "
-                                         "permille"):
+    with pytest.raises(InputError, match=r"99 % of the body is below 2\d\d.*above 100 % as percent \(in \d+\.\d % "
+                                         r"of the body\).*pass --ff-unit percent or --ff-unit permille"):
         series_from_arrays(grid_of(normal6), ff=normal6.ff * 300)
 
 
