@@ -370,6 +370,23 @@ def read_dicom_folder(folder: Path, what: str, role: str | None = None, notes: l
 
 # --- studies: every series of an examination in one folder tree ---
 
+def laterality(path: str | os.PathLike | None) -> str | None:
+    """Laterality (0020,0060), else Image Laterality (0020,0062), of the first DICOM image in a folder (a series or
+    a study, searched recursively); None for a file, a folder without DICOM images, or when neither tag is set."""
+    if not path or not os.path.isdir(path):
+        return None
+    for file in _files(Path(path), recursive=True):
+        ds = _header(file)
+        if ds is None:
+            continue
+        for keyword in ("Laterality", "ImageLaterality"):
+            value = str(ds.get(keyword, "") or "").strip()
+            if value:
+                return value
+        return None
+    return None
+
+
 def looks_like_dicom_folder(folder: str | os.PathLike, max_files: int = 64) -> bool:
     """True when one of the first ``max_files`` files under ``folder`` (recursively) is a DICOM Part 10 file."""
     seen = 0

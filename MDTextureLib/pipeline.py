@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .dicom import laterality as dicom_laterality
 from .errors import InputError
 from .inference import VolumeResult, classify_volume
 from .io import DixonSeries, check_distinct_files, load_dixon, write_image
-from .labels import LabelMap, read_labels
 from .labelcheck import label_warnings, mirrored_labels_warning
+from .labels import LabelMap, read_labels
 from .modelfile import Model
 from .outputs import atomic_dir, describe_os_error
 from .scores import ScoreParameters, scores_as_dicts, texture_scores, write_scores_csv
@@ -64,7 +65,8 @@ def analyse_case(inputs: CaseInputs, model: Model, options: CaseOptions = CaseOp
         labels.warnings.extend(label_warnings(labels.layers, labels.names, series.body_mask()))
     result = classify_volume(series, model, device=options.device, target_class=options.target_class,
                              batch_size=options.batch_size, progress=progress, side=inputs.side,
-                             laterality=dicom_laterality(inputs.ff or inputs.water), precision=options.precision)
+                             laterality=dicom_laterality(inputs.study or inputs.ff or inputs.water),
+                             precision=options.precision)
     scores = None
     leg_scores = {}
     summary = result.summary()
@@ -122,28 +124,6 @@ def scores_per_leg(result: VolumeResult, labels: LabelMap, series: DixonSeries, 
         out[leg.side if leg is not None else "right"] = texture_scores(heat, leg_labels, labels.names, ff, spacing,
                                                                        params)
     return out
-
-
-def dicom_laterality(path: str | None) -> str | None:
-    """The DICOM Laterality (0020,0060) or Image Laterality (0020,0062) of a DICOM series folder, else None."""
-    if not path or not os.path.isdir(path):
-        return None
-    import SimpleITK as sitk
-
-    try:
-        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
-        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), ids[0]) if ids else ()
-        if not files:
-            return None
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(files[0])
-        reader.ReadImageInformation()
-        for tag in ("0020|0060", "0020|0062"):
-            if reader.HasMetaDataKey(tag) and reader.GetMetaData(tag).strip():
-                return reader.GetMetaData(tag).strip()
-    except RuntimeError:
-        return None
-    return None
 
 
 def _load_series(inputs: CaseInputs) -> tuple[DixonSeries, dict]:

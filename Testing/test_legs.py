@@ -172,7 +172,7 @@ def test_one_phantom_leg_is_never_split():
 def test_dicom_laterality_is_read_from_the_series(tmp_path):
     import SimpleITK as sitk
 
-    from MDTextureLib.pipeline import dicom_laterality
+    from MDTextureLib.dicom import laterality as dicom_laterality
 
     folder = tmp_path / "dicom"
     folder.mkdir()
