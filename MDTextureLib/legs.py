@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from .body import fill_holes_per_slice
+
 SIDES = ("right", "left")
 
 MIN_LEG_SHARE = 0.15  # each of two legs holds at least this share of the body voxels
@@ -89,8 +91,8 @@ def bones_of_slice(dark_yx: np.ndarray, leg_yx: np.ndarray, pixel_area_mm2: floa
 
     ``dark_yx``: voxels without signal (cortical bone). Returns [(area_mm2, x_px, y_px), …] largest first.
     """
-    dark = fill_holes(leg_yx) & dark_yx
-    bone = fill_holes(dark)
+    dark = fill_holes_per_slice(leg_yx[None])[0] & dark_yx
+    bone = fill_holes_per_slice(dark[None])[0]
     labels, n = ndimage.label(bone)
     if n == 0:
         return []
@@ -103,20 +105,6 @@ def bones_of_slice(dark_yx: np.ndarray, leg_yx: np.ndarray, pixel_area_mm2: floa
     cy = np.bincount(flat, weights=ys.ravel(), minlength=n + 1)[1:] / count
     keep = (enclosed > 0) & (area >= MIN_BONE_MM2) & (area <= MAX_BONE_MM2)
     return sorted(((float(a), float(x), float(y)) for a, x, y in zip(area[keep], cx[keep], cy[keep])), reverse=True)
-
-
-def fill_holes(mask_yx: np.ndarray) -> np.ndarray:
-    """``mask_yx`` with every region it encloses filled (background not connected to the border); the same as
-    ``scipy.ndimage.binary_fill_holes`` in 2-D, by one labelling instead of iterated dilations."""
-    mask = np.asarray(mask_yx, bool)
-    labels, n = ndimage.label(~mask)
-    if n == 0:
-        return mask.copy()
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    outside = np.zeros(n + 1, bool)
-    outside[border] = True
-    outside[0] = False
-    return mask | ~outside[labels] & (labels > 0)
 
 
 def dark_voxels(ff_zyx: np.ndarray, magnitude_zyx: np.ndarray | None = None) -> np.ndarray:
