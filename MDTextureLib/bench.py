@@ -74,10 +74,6 @@ def forward_flops(net, stacks) -> float:
     return float(counter.get_total_flops())
 
 
-def _write_case_files(folder: Path, n_slices: int, matrix: int, seed: int = 0) -> tuple[Path, Path]:
-    return write_case_files(folder, n_slices, matrix, seed)
-
-
 def _bench_model(model):
     """The model to time: the one given, else the shipped one, else an untrained icam28 (speed does not depend
     on the weights; the agreement does, which is why the shipped model comes first)."""
@@ -114,7 +110,7 @@ def run_bench(model=None, n_slices: int = 35, matrix: int = 256, repeats: int = 
     peaks = {dtype: matmul_peak_gflops(matmul_sizes, dtype=dtype) for dtype in dtypes}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ff_path, seg_path = _write_case_files(tmp / "case", n_slices, matrix)
+        ff_path, seg_path = write_case_files(tmp / "case", n_slices, matrix)
         inputs = CaseInputs(ff=str(ff_path), segmentation=str(seg_path))
 
         def end_to_end():
