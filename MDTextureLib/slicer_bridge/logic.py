@@ -19,6 +19,7 @@ from ..constants import CLASSES
 from ..errors import InputError
 from ..io import DixonSeries, normalise_ff
 from ..modelcard import default_model_path, read_card
+from .case_files import load_case_files, load_study_folder
 from .display import LAYOUT_FOUR_UP_PLOT_TABLE, heatmap_node, set_foreground_opacity, show_color_legend, \
     show_in_slice_views, style_heatmap
 from .inputs import guess_dixon_inputs
@@ -113,6 +114,33 @@ class MDTextureLogic:
         p.water, p.fat, p.ff, p.segmentation = nodes["water"], nodes["fat"], nodes["ff"], nodes["segmentation"]
         p.ffUnit = "fraction"
         p.node.EndModify(was)
+        return nodes
+
+    def loadFiles(self, p: Optional[MDTextureParameters] = None, ff=None, water=None, fat=None, segmentation=None,
+                  ff_unit: str = "auto", names: Optional[dict] = None) -> dict:
+        """Read a case's files with the engine's readers (refused whole, with its one-line InputError, before any
+        node is added) and select them as the inputs. Returns the nodes and the readers' warnings."""
+        p = p or self.getParameterNode()
+        nodes = load_case_files(self.scene, ff=ff, water=water, fat=fat, segmentation=segmentation, ff_unit=ff_unit,
+                                names=names)
+        was = p.node.StartModify()
+        p.water, p.fat, p.ff, p.segmentation = nodes["water"], nodes["fat"], nodes["ff"], nodes["segmentation"]
+        p.ffUnit = ff_unit
+        p.node.EndModify(was)
+        for note in nodes["warnings"]:
+            self.log(note)
+        return nodes
+
+    def loadStudy(self, folder, p: Optional[MDTextureParameters] = None) -> dict:
+        """A DICOM study's Dixon series, picked by their tags, as the selected inputs (FF as a fraction)."""
+        p = p or self.getParameterNode()
+        nodes = load_study_folder(self.scene, folder)
+        was = p.node.StartModify()
+        p.water, p.fat, p.ff, p.segmentation = nodes["water"], nodes["fat"], nodes["ff"], None
+        p.ffUnit = "fraction"
+        p.node.EndModify(was)
+        for note in nodes["warnings"]:
+            self.log(note)
         return nodes
 
     def prepareSeries(self, p: MDTextureParameters) -> DixonSeries:
