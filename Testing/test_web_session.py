@@ -1,0 +1,173 @@
+"""The web app's callbacks in this process, without a browser: a real trame-slicer scene and the shared Logic.
+
+Numbers are checked against what the engine (``mdtexture classify``) computes from the same files, or against
+counts known by construction (a threshold fills exactly the voxels in range). trame-slicer is in the ``test``
+extra: without it this file fails at import, it does not skip.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from trame.app import get_server
+
+from MDTextureLib.constants import CLASSES, MUSCLES
+from MDTextureLib.errors import InputError
+from MDTextureLib.io import load_dixon
+from MDTextureLib.slicer_bridge.volumes import nodes_of_class
+from MDTextureLib.web.serve import build_app
+
+from web_fixtures import data_root, engine_answer  # noqa: F401  (pytest fixtures)
+
+_names = itertools.count()
+
+
+def new_session(root, upload_limit_mb=512.0):
+    return build_app(get_server(f"mdtexture-test-{next(_names)}", client_type="vue3"), root, upload_limit_mb)
+
+
+def run_classification(session, timeout_s=300):
+    session.start_classify()
+    deadline = time.monotonic() + timeout_s
+    while session.poll_classify():
+        assert time.monotonic() < deadline, "classification did not finish"
+        time.sleep(0.2)
+
+
+def voxels(session):
+    return {s["name"]: s["voxels"] for s in session.state.segments}
+
+
+@pytest.fixture(scope="module")
+def classified(data_root):  # noqa: F811
+    """The phantom case opened from its files, classified and scored, as the page does it."""
+    session = new_session(data_root)
+    case = data_root / "case"
+    session.open_files(ff=str(case / "ff.nrrd"), segmentation=str(case / "muscles.seg.nrrd"))
+    run_classification(session)
+    assert session.state.error == ""
+    session.compute_scores()
+    return session
+
+
+def test_verdict_probabilities_and_scores_equal_the_command_line(classified, engine_answer):  # noqa: F811
+    expected = engine_answer["prediction"]
+    state = classified.state
+    assert state.verdict == expected["verdict"]
+    shown = {p["name"]: p["percent"] for p in state.probabilities}
+    for c in CLASSES:
+        assert shown[c] == pytest.approx(100 * expected["probabilities"][c], abs=0.051)
+    assert classified.scores_csv() == engine_answer["csv"]
+    assert [r["muscle"] for r in state.score_rows] == list(MUSCLES)
+    assert state.chart_svg.count("<polyline") == len(CLASSES)
+
+
+def test_heatmap_class_opacity_and_legend_reach_the_slice_view_nodes(classified):
+    scene = classified.views.scene
+    classified.set_opacity(0.8)
+    composites = nodes_of_class(scene, "vtkMRMLSliceCompositeNode")
+    assert composites and all(c.GetForegroundOpacity() == pytest.approx(0.8) for c in composites)
+    classified.show_class("CMD")
+    heat = classified.p.heatmap("CMD")
+    assert all(c.GetForegroundVolumeID() == heat.GetID() for c in composites)
+    assert all(c.GetBackgroundVolumeID() == classified.p.ff.GetID() for c in composites)
+    assert "ICAM CMD" in classified.state.legend_html
+    classified.set_display_floor(0.3)
+    assert heat.GetDisplayNode().GetLowerThreshold() == pytest.approx(0.3)
+    classified.show_class(classified.p.verdict)
+
+
+def test_export_folder_is_whole_on_the_ff_grid_and_never_replaces(classified, engine_answer, data_root):  # noqa: F811
+    classified.export_folder("exported")
+    out = data_root / "exported"
+    ff = sitk.ReadImage(str(data_root / "case" / "ff.nrrd"))
+    for c in CLASSES:
+        heat = sitk.ReadImage(str(out / f"heatmap_{c}.nrrd"))
+        assert heat.GetSize() == ff.GetSize() and heat.GetSpacing() == pytest.approx(ff.GetSpacing())
+        assert heat.GetOrigin() == pytest.approx(ff.GetOrigin())
+        assert heat.GetDirection() == pytest.approx(ff.GetDirection())
+    assert (out / "texture_scores.csv").read_text(encoding="utf-8") == engine_answer["csv"]
+    classified.guarded(classified.export_folder, "exported")
+    assert "exists" in classified.state.error or "overwrite" in classified.state.error
+    classified.guarded(classified.export_folder, "../outside")
+    assert "outside the data folder" in classified.state.error
+    assert not (data_root.parent / "outside").exists()
+
+
+def test_threshold_fills_exactly_the_voxels_in_range_and_undo_restores(data_root):  # noqa: F811
+    session = new_session(data_root)
+    session.open_files(ff=str(data_root / "case" / "ff.nrrd"))
+    assert session.state.segments == []
+    session.create_segments()
+    assert sorted(voxels(session)) == sorted(MUSCLES) and set(voxels(session).values()) == {0}
+    ta = next(s["id"] for s in session.state.segments if s["name"] == "TA")
+    session.select_segment(ta)
+    ff = sitk.GetArrayFromImage(sitk.ReadImage(str(data_root / "case" / "ff.nrrd")))
+    session.threshold_segment(0.5, 0.7)
+    assert voxels(session)["TA"] == int(((ff >= 0.5) & (ff <= 0.7)).sum()) > 0
+    before = voxels(session)["TA"]
+    session.keep_largest_island()
+    assert 0 < voxels(session)["TA"] < before
+    session.undo()
+    assert voxels(session)["TA"] == before
+    session.set_effect("paint")
+    assert session.state.effect == "paint"
+    assert not session.views.editor.active_effect.is_sphere_brush()  # 2-D brush: one slice per stroke
+
+
+def test_cancel_stops_the_job_and_leaves_no_heatmap(data_root):  # noqa: F811
+    session = new_session(data_root)
+    session.open_demo()
+    session.start_classify()
+    process = session.job.process
+    session.cancel_classify()
+    assert process.poll() is not None
+    assert session.job is None and not session.state.classify_running and session.state.verdict == ""
+    assert session.p.heatmap("DMD") is None
+    assert sorted(voxels(session)) == sorted(MUSCLES) and min(voxels(session).values()) > 0
+
+
+def test_bad_uploads_show_the_engine_message_and_the_session_goes_on(data_root, tmp_path):  # noqa: F811
+    session = new_session(data_root, upload_limit_mb=0.001)
+    broken = b"NRRD0004\ntype: float\ndimension: 3\n"
+    (tmp_path / "broken.nrrd").write_bytes(broken)
+    with pytest.raises(InputError) as engine_says:
+        load_dixon(ff=tmp_path / "broken.nrrd")
+    session.guarded(session.open_uploads, {"ff": [{"name": "broken.nrrd", "content": broken}]})
+    assert session.state.error == str(engine_says.value)
+    assert not session.state.has_case
+    session.guarded(session.open_uploads, {"ff": [{"name": "big.nrrd", "content": b"x" * 5000}]})
+    assert "limited to" in session.state.error
+    session.guarded(session.open_uploads, {"ff": [{"name": "notes.txt", "content": b"x"}]})
+    assert "not an image file" in session.state.error
+    session.guarded(session.open_demo)
+    assert session.state.error == "" and session.state.has_case
+
+
+def test_picker_lists_images_and_never_leaves_the_data_folder(data_root, tmp_path):  # noqa: F811
+    session = new_session(data_root)
+    session.browse("case")
+    assert "case/ff.nrrd" in session.state.picker["files"]
+    assert "case/truth.json" not in session.state.picker["files"]
+    assert session.state.picker["parent"] == ""
+    for escape in ("..", "case/../../", str(tmp_path)):
+        session.guarded(session.browse, escape)
+        assert "outside the data folder" in session.state.error
+    os.symlink(tmp_path, data_root / "link-out")
+    try:
+        session.guarded(session.pick, "ff", "link-out/ff.nrrd")
+        assert "outside the data folder" in session.state.error
+        session.guarded(session.browse, "")
+        assert "link-out" not in session.state.picker["folders"]
+    finally:
+        os.unlink(data_root / "link-out")
+    session.pick("ff", "case/ff.nrrd")
+    session.pick("segmentation", "case/muscles.seg.nrrd")
+    session.open_picked()
+    assert session.state.has_case and min(voxels(session).values()) > 0
+    assert np.isclose(session.p.ff.GetSpacing()[0], sitk.ReadImage(str(data_root / "case/ff.nrrd")).GetSpacing()[0])
