@@ -61,7 +61,7 @@ def test_verdict_probabilities_and_scores_equal_the_command_line(classified, eng
     assert state.verdict == expected["verdict"]
     shown = {p["name"]: p["percent"] for p in state.probabilities}
     for c in CLASSES:
-        assert shown[c] == pytest.approx(100 * expected["probabilities"][c], abs=0.051)
+        assert shown[c] == f"{100 * expected['probabilities'][c]:.1f}"  # one decimal always, as the CLI prints
     assert classified.scores_csv() == engine_answer["csv"]
     assert [r["muscle"] for r in state.score_rows] == list(MUSCLES)
     assert state.chart_svg.count("<polyline") == len(CLASSES)

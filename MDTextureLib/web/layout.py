@@ -76,12 +76,12 @@ def _picker(session, act):
     with v.VList(density="compact", max_height=180, id="picker", classes="overflow-y-auto"):
         v.VListItem(title="..", v_if="picker.parent !== null", click=(lambda rel: act(session.browse, rel),
                                                                        "[picker.parent]"))
-        v.VListItem(v_for="f in picker.folders", key="f", title=("f + '/'",),
+        v.VListItem(v_for="f in picker.folders", key="f", title=("f + '/'",), id=("'folder-' + f",),
                     click=(lambda rel: act(session.browse, rel), "[f]"))
         with v.VListItem(v_for="f in picker.files", key="f", title=("f",)):
             with html.Template(v_slot_append=True):
                 for role in ("ff", "water", "fat", "segmentation"):
-                    v.VBtn(role, size="x-small", variant="text",
+                    v.VBtn(role, size="x-small", variant="text", id=(f"'pick-{role}-' + f",),
                            click=(lambda rel, r=role: act(session.pick, r, rel), "[f]"))
     html.Div("Chosen: {{ JSON.stringify(picked) }}", classes="text-caption")
     v.VBtn("Open chosen files", id="open-picked", block=True, click=lambda: act(session.open_picked))
@@ -112,12 +112,13 @@ def _heatmap_section(session, act):
                               disabled=("!verdict",)):
                 for c in CLASSES:
                     v.VBtn(c, value=c, id=f"class-{c}", click=lambda c=c: act(session.show_class, c))
-            v.VSlider(label="Opacity", model_value=("opacity",), min=0, max=1, step=0.05, id="opacity",
-                      thumb_label=True, hide_details=True, disabled=("!verdict",),
-                      update_modelValue=(lambda value: act(session.set_opacity, value), "[$event]"))
-            v.VSlider(label="Show from", model_value=("display_floor",), min=0, max=0.9, step=0.05,
-                      id="display-floor", thumb_label=True, hide_details=True, disabled=("!verdict",),
-                      update_modelValue=(lambda value: act(session.set_display_floor, value), "[$event]"))
+            v.VSlider(label="Opacity", v_model=("opacity",), min=0, max=1, step=0.05, id="opacity",
+                      thumb_label=True, hide_details=True, disabled=("!verdict",))
+            v.VSlider(label="Show from", v_model=("display_floor",), min=0, max=0.9, step=0.05,
+                      id="display-floor", thumb_label=True, hide_details=True, disabled=("!verdict",))
+            session.state.change("opacity")(lambda opacity, **_: act(session.set_opacity, opacity))
+            session.state.change("display_floor")(lambda display_floor, **_: act(session.set_display_floor,
+                                                                                 display_floor))
             html.Div(v_if="legend_html", v_html=("legend_html",))
 
 

@@ -198,7 +198,7 @@ class WebSession:
         p = self.p
         probs = p.probabilityDict()
         self.state.verdict = p.verdict
-        self.state.probabilities = [{"name": c, "percent": round(100 * probs.get(c, 0.0), 1)} for c in CLASSES]
+        self.state.probabilities = [{"name": c, "percent": f"{100 * probs.get(c, 0.0):.1f}"} for c in CLASSES]
         self.state.chart_svg = graphics.probability_chart_svg(slice_probabilities(p.probabilityTable))
         self.state.message = f"Verdict: {self.logic.summaryText(p)}"
         self.state.view_class = p.viewClass
@@ -216,8 +216,9 @@ class WebSession:
 
     def set_opacity(self, opacity: float):
         self.state.opacity = float(opacity)
-        self.logic.setOpacity(float(opacity))
-        self.views.render()
+        if self.p.verdict:
+            self.logic.setOpacity(float(opacity))
+            self.views.render()
 
     def set_display_floor(self, floor: float):
         self.state.display_floor = float(floor)
