@@ -10,15 +10,14 @@ import pytest
 from MDTextureLib.cli import main as mdtexture
 from MDTextureLib.phantom import make_scan, write_scan
 
-#: Small enough to classify in seconds on a CPU (the phantom's slices, matrix and pixel size).
-PHANTOM_SIZE = {"n_slices": 8, "matrix": 128, "pixel_mm": 1.5}
 
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory):
-    """A data folder with one synthetic phantom case in ``case/`` (ff, water, fat, muscles.seg.nrrd, …)."""
+    """A data folder with one synthetic phantom case in ``case/`` (ff, water, fat, muscles.seg.nrrd, …), its slices,
+    matrix and pixel size drawn like a scanner's (as ``mdtexture demo`` makes it)."""
     root = tmp_path_factory.mktemp("data")
-    write_scan(make_scan("DMD", seed=3, **PHANTOM_SIZE), root / "case")
+    write_scan(make_scan("DMD", seed=3), root / "case")
     return root
 
 

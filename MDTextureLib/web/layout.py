@@ -25,6 +25,8 @@ def build_page(server, session, act) -> SinglePageWithDrawerLayout:
         with page.toolbar:
             v.VSpacer()
             html.Span("{{ case_name }}", id="case-name", classes="mr-4 text-body-2")
+            html.Span("{{ verdict }} ({{ (probabilities.find(x => x.name === verdict) || {}).percent }} %)",
+                      v_if="verdict", id="toolbar-verdict", classes="mr-4 text-h6")
         with page.drawer:
             with html.Div(classes="pa-2"):
                 _messages()

@@ -107,7 +107,8 @@ class WebSession:
         self._stop_job()
         self.views.clear()
         self._reset_outputs()
-        self.logic.loadPhantom(class_name=class_name, seed=seed)
+        # slices, matrix and pixel size drawn like a scanner's, as `mdtexture demo` makes them
+        self.logic.loadPhantom(class_name=class_name, seed=seed, n_slices=None, matrix=None, pixel_mm=None)
         self._after_load(f"phantom {class_name} seed {seed} (synthetic)")
 
     def open_uploads(self, files: dict, ff_unit="auto"):
