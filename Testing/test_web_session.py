@@ -171,3 +171,35 @@ def test_picker_lists_images_and_never_leaves_the_data_folder(data_root, tmp_pat
     session.open_picked()
     assert session.state.has_case and min(voxels(session).values()) > 0
     assert np.isclose(session.p.ff.GetSpacing()[0], sitk.ReadImage(str(data_root / "case/ff.nrrd")).GetSpacing()[0])
+
+
+def test_two_legs_each_leg_verdict_and_scores_equal_the_command_line(tmp_path):
+    """A right DMD phantom leg and a mirrored normal one side by side: the page lists each leg's verdict and the
+    per-leg score table and CSV (with its leg column) of ``mdtexture classify`` on the same files."""
+    import json
+
+    from MDTextureLib.cli import main as mdtexture
+    from MDTextureLib.phantom import make_scan
+
+    right, left = make_scan("DMD", seed=1, n_slices=8, matrix=144, pixel_mm=1.2), \
+        make_scan("normal", seed=0, n_slices=8, matrix=144, pixel_mm=1.2)
+    root = tmp_path / "data"
+    root.mkdir()
+    for name, arrays in (("ff", (right.ff, left.ff)), ("muscles", (right.labels, left.labels))):
+        image = sitk.GetImageFromArray(np.ascontiguousarray(np.concatenate([arrays[0], arrays[1][:, :, ::-1]], 2)))
+        image.SetSpacing((1.2, 1.2, 4.0))
+        image.SetOrigin((-172.8, -86.4, 0.0))
+        sitk.WriteImage(image, str(root / f"{name}.nrrd"))
+    out = tmp_path / "cli"
+    assert mdtexture(["classify", "--ff", str(root / "ff.nrrd"), "--segmentation", str(root / "muscles.nrrd"),
+                      "--out", str(out), "--no-report", "--quiet"]) == 0
+    expected = json.loads((out / "prediction.json").read_text())
+    session = new_session(root)
+    session.open_files(ff=str(root / "ff.nrrd"), segmentation=str(root / "muscles.nrrd"))
+    run_classification(session)
+    assert session.state.error == ""
+    assert [(leg["side"], leg["verdict"]) for leg in session.state.legs] == \
+        [(leg["side"], leg["verdict"]) for leg in expected["legs"]] == [("right", "DMD"), ("left", "normal")]
+    session.compute_scores()
+    assert {row["leg"] for row in session.state.score_rows} == {"right", "left"}
+    assert session.scores_csv() == (out / "texture_scores.csv").read_text(encoding="utf-8")

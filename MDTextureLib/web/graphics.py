@@ -59,9 +59,9 @@ def legend_html(title: str, floor: float, n_stops: int = 11) -> str:
             '<span>0</span><span>0.5</span><span>1</span></div></div>')
 
 
-def score_row(row) -> dict:
-    """One texture-score row for the page's table (numbers rounded for reading; the CSV keeps 4 decimals)."""
-    return {"muscle": row.muscle,
+def score_row(row, leg: str = "") -> dict:
+    """One texture-score row for the page's table (the CSV's 4 decimals); ``leg``: its side with two legs."""
+    return {"leg": leg, "muscle": row.muscle,
             "score": "absent" if row.texture_score is None else f"{row.texture_score:.4f}",
             "slices": f"{row.slices_highlighted} / {row.slices_present}",
             "mean_ff": "" if row.mean_ff is None else f"{row.mean_ff:.4f}",

@@ -104,6 +104,9 @@ def _classify_section(session, act):
             with html.Div(v_if="verdict", id="probabilities", classes="text-body-2"):
                 html.Span("{{ pr.name }} {{ pr.percent }} %  ", v_for="pr in probabilities", key="pr.name",
                           classes="mr-2")
+            with html.Div(v_if="legs.length", id="legs", classes="text-body-2"):
+                html.Div("{{ leg.side }} leg: {{ leg.verdict }} ({{ leg.percent }} %)", v_for="leg in legs",
+                         key="leg.side")
             html.Div(v_if="chart_svg", v_html=("chart_svg",), id="chart")
 
 
@@ -166,13 +169,12 @@ def _score_section(server, session, act):
                       thumb_label=True, hide_details=True)
             v.VBtn("Compute texture scores", id="compute-scores", block=True, disabled=("!verdict",),
                    click=lambda: act(session.compute_scores))
+            server.state.score_headers = [{"title": "Muscle", "key": "muscle"}, {"title": "Score", "key": "score"},
+                                          {"title": "Slices", "key": "slices"},
+                                          {"title": "Mean FF %", "key": "mean_ff"}, {"title": "mL", "key": "volume_ml"}]
             v.VDataTable(v_if="score_rows.length", items=("score_rows",), id="score-table", density="compact",
                          items_per_page=-1, hide_default_footer=True,
-                         headers=("score_headers", [{"title": "Muscle", "key": "muscle"},
-                                                    {"title": "Score", "key": "score"},
-                                                    {"title": "Slices", "key": "slices"},
-                                                    {"title": "Mean FF %", "key": "mean_ff"},
-                                                    {"title": "mL", "key": "volume_ml"}]))
+                         headers=("legs.length ? [{title: 'Leg', key: 'leg'}].concat(score_headers) : score_headers",))
             v.VBtn("Download CSV", id="download-csv", disabled=("!csv_ready",), classes="mt-2",
                    click="utils.download('texture_scores.csv', trigger('scores_csv'), 'text/csv')")
             if session.data_root.root is not None:

@@ -28,7 +28,7 @@ INITIAL_STATE = {
     "classify_running": False, "progress": 0, "progress_text": "", "verdict": "", "probabilities": [],
     "chart_svg": "", "legend_html": "", "view_class": "", "opacity": 0.5, "display_floor": 0.1,
     "segments": [], "active_segment": "", "effect": "none", "can_undo": False,
-    "score_threshold": 0.5, "score_rows": [], "csv_ready": False, "warnings": [],
+    "score_threshold": 0.5, "score_rows": [], "csv_ready": False, "warnings": [], "legs": [],
     "picker": {"folder": "", "parent": None, "folders": [], "files": []}, "picked": {},
     "export_name": "mdtexture-result", "threshold_low": 0.0, "threshold_high": 0.3,
 }
@@ -146,8 +146,8 @@ class WebSession:
         self._refresh_segments()
 
     def _reset_outputs(self) -> None:
-        for key in ("verdict", "probabilities", "chart_svg", "legend_html", "view_class", "segments", "score_rows",
-                    "warnings", "message", "error", "progress_text", "active_segment"):
+        for key in ("verdict", "probabilities", "legs", "chart_svg", "legend_html", "view_class", "segments",
+                    "score_rows", "warnings", "message", "error", "progress_text", "active_segment"):
             self.state[key] = INITIAL_STATE[key]
         self.state.csv_ready = False
         self.state.has_segmentation = False
@@ -200,6 +200,10 @@ class WebSession:
         probs = p.probabilityDict()
         self.state.verdict = p.verdict
         self.state.probabilities = [{"name": c, "percent": f"{100 * probs.get(c, 0.0):.1f}"} for c in CLASSES]
+        legs = p.legList()
+        self.state.legs = [] if len(legs) < 2 else [
+            {"side": leg["side"], "verdict": leg["verdict"],
+             "percent": f"{100 * leg['probabilities'][leg['verdict']]:.1f}"} for leg in legs]
         self.state.chart_svg = graphics.probability_chart_svg(slice_probabilities(p.probabilityTable))
         self.state.message = f"Verdict: {self.logic.summaryText(p)}"
         self.state.view_class = p.viewClass
@@ -287,10 +291,12 @@ class WebSession:
         p = self.p
         p.threshold = float(self.state.score_threshold)
         rows = self.logic.computeScores(p)
-        self.score_rows = rows
-        self.state.score_rows = [graphics.score_row(r) for r in rows]
+        by_leg = self.logic.computeLegScores(p)  # two legs: each scored on its own, as the command line does
+        self.score_rows = by_leg if by_leg else rows
+        self.state.score_rows = ([graphics.score_row(r, side) for side, leg_rows in by_leg.items() for r in leg_rows]
+                                 if by_leg else [graphics.score_row(r) for r in rows])
         self.state.csv_ready = True
-        self.state.message = f"Texture scores of {sum(r.texture_score is not None for r in rows)} muscles"
+        self.state.message = "Texture scores computed" + (" per leg" if by_leg else "")
 
     def scores_csv(self) -> str:
         if self.score_rows is None:
@@ -299,5 +305,5 @@ class WebSession:
 
     def export_folder(self, name: str):
         out = self.data_root.resolve(name)
-        path = write_result_folder(self.p, out)
+        path = write_result_folder(self.p, out, leg_rows=self.score_rows if isinstance(self.score_rows, dict) else None)
         self.state.message = f"Results written to {self.data_root.relative(Path(path))}/ in the data folder"
