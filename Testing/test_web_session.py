@@ -203,3 +203,14 @@ def test_two_legs_each_leg_verdict_and_scores_equal_the_command_line(tmp_path):
     session.compute_scores()
     assert {row["leg"] for row in session.state.score_rows} == {"right", "left"}
     assert session.scores_csv() == (out / "texture_scores.csv").read_text(encoding="utf-8")
+
+
+def test_serve_refuses_a_missing_data_root_and_warns_off_localhost(tmp_path, capsys):
+    from MDTextureLib.cli import main as mdtexture
+
+    assert mdtexture(["serve", "--data-root", str(tmp_path / "missing"), "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a folder" in err
+    assert "warning: listening on 0.0.0.0" in err and "no login" in err
+    assert mdtexture(["serve", "--data-root", str(tmp_path / "missing")]) == 2
+    assert "warning" not in capsys.readouterr().err  # 127.0.0.1 (the default) is this computer only
