@@ -28,6 +28,7 @@ from PIL import Image
 
 from MDTextureLib.errors import InputError
 from MDTextureLib.io import load_dixon
+from MDTextureLib.labels import read_labels
 from MDTextureLib.slicer_bridge.display import inferno_rgb
 from MDTextureLib.web.serve import READY_LINE
 
@@ -213,7 +214,7 @@ def test_5_scores_table_and_downloaded_csv_equal_the_command_line(page, engine_a
     page.screenshot(path=str(folder / "mdtexture-serve.png"))
 
 
-def test_6_a_painted_stroke_changes_the_segments_voxel_count(page):
+def test_6_a_painted_stroke_changes_the_segments_voxel_count_on_one_slice(page, data_root):  # noqa: F811
     page.locator('[id="segment-Sol"]').click()
     page.click("#effect-paint")
     before = voxel_count(page, "Sol")
@@ -226,6 +227,18 @@ def test_6_a_painted_stroke_changes_the_segments_voxel_count(page):
     page.mouse.up()
     wait_text(page, "#voxels-Sol", f"parseInt(t) !== {before}")
     assert voxel_count(page, "Sol") > before
+    # the stroke painted one axial slice (a 2-D brush), seen in the segmentation the page exports
+    page.fill("#export-name", "painted")
+    page.click("#export-folder")
+    wait_text(page, "#message", "t.includes('painted')")
+    grid = load_dixon(ff=data_root / "case" / "ff.nrrd").grid
+    painted, drawn = (read_labels(path, grid) for path in (data_root / "painted" / "muscles.seg.nrrd",
+                                                          data_root / "case" / "muscles.seg.nrrd"))
+    sol_after, sol_before = ((lm.layers == next(v for v, n in lm.names.items() if n == "Sol")).any(axis=0)
+                             for lm in (painted, drawn))
+    new_voxels = sol_after & ~sol_before
+    assert new_voxels.sum() == voxel_count(page, "Sol") - before
+    assert np.count_nonzero(new_voxels.any(axis=(1, 2))) == 1
     page.click("#effect-none")
     page.click("#undo")
     wait_text(page, "#voxels-Sol", f"parseInt(t) === {before}")
