@@ -166,10 +166,14 @@ def test_picker_lists_images_and_never_leaves_the_data_folder(data_root, tmp_pat
         assert "link-out" not in session.state.picker["folders"]
     finally:
         os.unlink(data_root / "link-out")
+    session.open_demo()  # a case before: opening the next one starts from an empty scene
     session.pick("ff", "case/ff.nrrd")
     session.pick("segmentation", "case/muscles.seg.nrrd")
     session.open_picked()
     assert session.state.has_case and min(voxels(session).values()) > 0
+    scene = session.views.scene
+    assert [n.GetName() for n in nodes_of_class(scene, "vtkMRMLScalarVolumeNode")] == ["ff"]
+    assert len(nodes_of_class(scene, "vtkMRMLSegmentationNode")) == 1
     assert np.isclose(session.p.ff.GetSpacing()[0], sitk.ReadImage(str(data_root / "case/ff.nrrd")).GetSpacing()[0])
 
 
