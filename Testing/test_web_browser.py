@@ -5,7 +5,7 @@ One server and one page walk the clinical workflow in order: open the phantom de
 muscles from the data folder, classify (the verdict is the engine's), check the overlay's pixels change with the
 opacity, compute texture scores (table and downloaded CSV equal ``mdtexture classify``'s), paint a stroke (the
 segment's voxel count changes; undo restores it), upload a broken file (the engine's message is shown and the server
-goes on). Every wait is on the page's state (a text, a new settled frame), not on a fixed sleep.
+goes on), cancel a classification. Every wait is on the page's state (a text, a new settled frame), not on a fixed sleep.
 
 Without Chromium these tests FAIL with the command that installs it (they never skip quietly). The page's picture
 is saved as ``mdtexture-serve.png`` in $MDTEXTURE_SCREENSHOT_DIR when set (else in pytest's temporary folder).
@@ -257,3 +257,13 @@ def test_7_a_broken_upload_shows_the_engines_message_and_the_server_goes_on(page
     page.click("#open-demo")
     wait_text(page, "#case-name", "t.includes('phantom')")
     assert page.locator("#error").count() == 0
+
+
+def test_8_cancel_stops_a_classification_and_the_server_goes_on(page, server):
+    page.click("#classify")
+    page.wait_for_selector("#cancel:not([disabled])")
+    page.click("#cancel")
+    wait_text(page, "#message", "t.includes('cancelled')")
+    assert page.locator("#verdict").count() == 0 and page.locator("#error").count() == 0
+    assert server["process"].poll() is None
+    page.wait_for_selector("#classify:not([disabled])")  # ready to classify again

@@ -218,3 +218,21 @@ def test_serve_refuses_a_missing_data_root_and_warns_off_localhost(tmp_path, cap
     assert "warning: listening on 0.0.0.0" in err and "no login" in err
     assert mdtexture(["serve", "--data-root", str(tmp_path / "missing")]) == 2
     assert "warning" not in capsys.readouterr().err  # 127.0.0.1 (the default) is this computer only
+
+
+def test_a_dicom_study_opens_with_the_series_its_tags_name(tmp_path):
+    from test_dicom import _siemens_study, dixon_volumes
+
+    from MDTextureLib.dicom import load_study
+    from MDTextureLib.slicer_bridge.volumes import array_of_volume, grid_of_volume
+
+    _siemens_study(tmp_path / "study", dixon_volumes())
+    series, _facts = load_study(tmp_path / "study")
+    session = new_session(None)
+    session.open_study(str(tmp_path / "study"))
+    p = session.p
+    assert session.state.has_case and session.state.error == ""
+    assert not grid_of_volume(p.ff).mismatch(series.grid)
+    np.testing.assert_array_equal(array_of_volume(p.ff), series.ff.astype(np.float32))
+    np.testing.assert_array_equal(array_of_volume(p.water), series.water.astype(np.float32))
+    assert p.ffUnit == "fraction"
