@@ -147,6 +147,14 @@ def test_bad_uploads_show_the_engine_message_and_the_session_goes_on(data_root, 
     assert "not an image file" in session.state.error
     session.guarded(session.open_demo)
     assert session.state.error == "" and session.state.has_case
+    good = new_session(data_root)
+    good.open_uploads({"ff": [{"name": "ff.nrrd", "content": (data_root / "case" / "ff.nrrd").read_bytes()}],
+                       "segmentation": [{"name": "muscles.seg.nrrd",
+                                         "content": (data_root / "case" / "muscles.seg.nrrd").read_bytes()}]})
+    assert good.state.case_name == "ff.nrrd" and min(voxels(good).values()) > 0
+    assert good.uploads.folder.is_dir() and data_root not in good.uploads.folder.parents
+    good.uploads.close()
+    assert not good.uploads.folder.exists()
 
 
 def test_picker_lists_images_and_never_leaves_the_data_folder(data_root, tmp_path):  # noqa: F811

@@ -69,8 +69,10 @@ def _open_section(server, session, act):
 
 def _open_uploads(server, session):
     state = server.state
-    files = {role: state[f"upload_{role}"] for role in ("ff", "water", "fat", "segmentation")}
-    session.open_uploads({k: f for k, f in files.items() if f})
+    roles = ("ff", "water", "fat", "segmentation")
+    session.open_uploads({role: state[f"upload_{role}"] for role in roles if state[f"upload_{role}"]})
+    for role in roles:  # opened: the page no longer holds the files' bytes
+        state[f"upload_{role}"] = None
 
 
 def _picker(session, act):
