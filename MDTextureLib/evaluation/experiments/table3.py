@@ -1,0 +1,123 @@
+"""Table 3: per-muscle texture scores (Eq. 5) next to the phantom's true involvement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ...constants import MUSCLE_LABELS, MUSCLES
+from ...scores import texture_scores
+from .. import maps
+from .common import PAPER_TABLE3_MEANS, VARIANT_LABELS, md_table, num, plt_module, write_json
+from .context import Context, md_header
+
+
+def _scan_scores(ctx: Context, variant: str, fold: int, i: int) -> tuple[dict, dict, dict]:
+    """(texture score per muscle, true involved fraction per muscle, measured mean FF per muscle) of scan i."""
+    c = ctx.cohort
+    _, class_maps = ctx.predictions(variant, fold)[i]
+    native = c.native(i)
+    heat = maps.to_native(class_maps[:, int(c.classes[i])], c.geometry(i))
+    names = {v: m for m, v in MUSCLE_LABELS.items()}
+    rows = texture_scores(heat, native.labels, names, native.series.ff, native.series.grid.spacing,
+                          ctx.settings.score_params)
+    score = {r.muscle: r.texture_score for r in rows if r.muscle in MUSCLES}
+    ff = {r.muscle: r.mean_ff for r in rows if r.muscle in MUSCLES}
+    truth_m = native.truth.get("muscles", {})
+    inv = {m: (truth_m.get(m) or {}).get("involved_fraction") for m in MUSCLES}
+    return score, inv, ff
+
+
+def run_table3(ctx: Context, out: Path, variant: str = "icam28") -> dict:
+    """Table 3: texture scores (Eq. 5) of 4 DMD and 4 CMD test scans of fold 1 next to the true involvement; and
+    the texture score vs involvement correlation over every test scan of every fold."""
+    from scipy import stats as sstats
+
+    c = ctx.cohort
+    s = ctx.settings
+    te = [int(i) for i in c.folds[0][1]]
+    cases = {name: [i for i in te if c.records[i].class_name == name][:s.table3_cases] for name in ("DMD", "CMD")}
+    table = {}
+    for name, idx in cases.items():
+        table[name] = []
+        for i in idx:
+            score, inv, ff = _scan_scores(ctx, variant, 0, i)
+            table[name].append({"scan": c.name(i), "score": score, "involved_fraction": inv, "mean_ff": ff})
+    # correlation over all test scans of all folds
+    pairs = []
+    for k, (_, test) in enumerate(c.folds):
+        for i in test:
+            score, inv, ff = _scan_scores(ctx, variant, k, int(i))
+            for m in MUSCLES:
+                if score[m] is not None and inv[m] is not None:
+                    pairs.append((c.records[int(i)].class_name, m, score[m], inv[m], ff[m]))
+
+    def rho(sel, a, b):
+        if len(sel) < 3:
+            return float("nan"), len(sel)
+        x, yv = [p[a] for p in sel], [p[b] for p in sel]
+        if np.ptp(x) == 0 or np.ptp(yv) == 0:
+            return float("nan"), len(sel)
+        return float(sstats.spearmanr(x, yv).statistic), len(sel)
+
+    corr = {}
+    for group in ("all", "DMD", "CMD", "normal"):
+        sel = [p for p in pairs if group == "all" or p[0] == group]
+        r_score, n = rho(sel, 2, 3)
+        r_ff, _ = rho(sel, 4, 3)
+        corr[group] = {"n_pairs": n, "spearman_score_vs_involvement": r_score, "spearman_mff_vs_involvement": r_ff}
+
+    def mean_row(rows, key):
+        return [float(np.mean([r[key][m] for r in rows if r[key][m] is not None]))
+                if any(r[key][m] is not None for r in rows) else float("nan") for m in MUSCLES]
+
+    lines = md_header(ctx, f"Table 3 — muscle texture scores (Eq. 5) of {VARIANT_LABELS[variant]}, fold-1 test scans")
+    p = s.score_params
+    lines += [f"Heatmap = the true class's map, ReLU, on the native grid, divided by its volume maximum; a slice "
+              f"counts as highlighted for a muscle when ≥ {p.min_overlap:.0%} of its voxels are ≥ {p.threshold} "
+              f"(muscle present: ≥ {p.min_area_mm2} mm²). Each case: texture score, then the phantom's true "
+              "involved fraction of the muscle.", ""]
+    header = ["Case"] + list(MUSCLES)
+    rows = []
+    for name in ("DMD", "CMD"):
+        rows.append([f"**{name}**"] + [""] * len(MUSCLES))
+        for n, r in enumerate(table[name], start=1):
+            rows.append([f"Case No.{n} ({r['scan']}) score"] + [num(r["score"][m]) for m in MUSCLES])
+            rows.append(["  true involved fraction"] + [num(r["involved_fraction"][m]) for m in MUSCLES])
+        if table[name]:
+            rows.append([f"{name} mean score"] + [num(v) for v in mean_row(table[name], "score")])
+            rows.append([f"{name} mean true involvement"] + [num(v) for v in mean_row(table[name],
+                                                                                     "involved_fraction")])
+        rows.append([f"paper {name} mean score"] + [f"{v:.3f}" for v in PAPER_TABLE3_MEANS[name]])
+    lines += [md_table(header, rows), "",
+              "Texture score vs true per-muscle involved fraction, every test scan of every fold "
+              "(Spearman ρ over scan × muscle pairs; the measured mean FF of the muscle is the reference a reader "
+              "already has):", "",
+              md_table(["scans", "pairs", "ρ(texture score, involvement)", "ρ(muscle mean FF, involvement)"],
+                       [[g, v["n_pairs"], num(v["spearman_score_vs_involvement"]),
+                         num(v["spearman_mff_vs_involvement"])] for g, v in corr.items()]), ""]
+    (out / "table3.md").write_text("\n".join(lines) + "\n")
+    write_json(out / "table3.json", {"cohort": ctx.describe(), "settings": s.as_dict(), "variant": variant,
+                                     "cases": table, "correlation": corr,
+                                     "pairs": [dict(zip(("class", "muscle", "score", "involved_fraction",
+                                                         "mean_ff"), p)) for p in pairs]})
+    plt = plt_module()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, name in zip(axes, ("DMD", "CMD")):
+        if table[name]:
+            x = np.arange(len(MUSCLES))
+            ax.bar(x - 0.2, mean_row(table[name], "score"), 0.4, label="texture score (mean)")
+            ax.bar(x + 0.2, mean_row(table[name], "involved_fraction"), 0.4, label="true involved fraction")
+            ax.plot(x, PAPER_TABLE3_MEANS[name], "k.", label="paper score (mean)")
+            ax.set_xticks(x)
+            ax.set_xticklabels(MUSCLES)
+            ax.set_ylim(0, 1)
+        ax.set_title(f"{name}, fold-1 test scans", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "table3.png", dpi=110)
+    plt.close(fig)
+    return {"correlation": corr}
+
+
