@@ -47,7 +47,7 @@ Results on phantom data are synthetic, not clinical.
 
 def register(subparsers) -> None:
     from ..cli import add_output_args
-    from .settings import EXPERIMENTS, Settings
+    from .settings import EXPERIMENTS, NETWORK_CHOICES, Settings
 
     d = Settings()
     p = subparsers.add_parser("evaluate", help="reproduce the paper's experiments and score the heatmaps "
@@ -73,9 +73,10 @@ def register(subparsers) -> None:
     p.add_argument("--kmeans-k", type=int, help=f"K-Means dictionary size (default {d.kmeans_k}; paper 900)")
     p.add_argument("--imagenet", metavar="FILE", help="local torchvision ResNet18 ImageNet weights for the "
                                                       "ResNet18-GAP row and network initialisation")
-    p.add_argument("--networks", nargs="+", metavar="V", choices=("icam28", "icam14", "resnet7", "resnet14",
-                                                                  "resnet28"),
-                   help="networks whose maps localisation and randomisation score (default icam28 icam14 resnet7)")
+    p.add_argument("--networks", nargs="+", metavar="V", choices=NETWORK_CHOICES,
+                   help="networks whose maps localisation, randomisation and table3 score, and the extra rows of "
+                        "table1 (leg-pooled variants), calibration and families (first one) use (default icam28 "
+                        "icam14 resnet7; choices " + ", ".join(NETWORK_CHOICES) + ")")
     p.add_argument("--quick", action="store_true", help="tiny smoke-test profile (numbers mean nothing)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",

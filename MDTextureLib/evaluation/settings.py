@@ -14,6 +14,8 @@ from ..scores import ScoreParameters
 
 EXPERIMENTS = ("table1", "table2", "neurons", "tsne", "table3", "localisation", "randomisation")
 LOCALISATION_VARIANTS = ("icam28", "icam14", "resnet7")
+#: Networks an evaluation can train and score: the paper's variants and the leg-pooled ones (issue 12).
+NETWORK_CHOICES = ("icam28", "icam14", "resnet7", "resnet14", "resnet28", "icam28-leg", "icam14-leg")
 KMEANS_K = 256  # K-Means dictionary size (paper 900; why smaller: MDTextureLib.evaluation.baselines)
 
 

@@ -14,7 +14,7 @@ from ...constants import CLASSES
 from ...errors import InputError
 from ...modelfile import Model, load_model
 from .. import maps
-from ..data import CohortData
+from ..data import CohortData, record_text
 from ..settings import Settings
 from .common import cohort_label
 
@@ -59,13 +59,20 @@ class Context:
     def describe(self) -> dict:
         c = self.cohort
         return {
-            "data": self.data_path.name, "kind": self.label, "scans": len(c), "subjects": len(set(c.subjects)),
+            "data": self.data_path.name, "kind": self.label, "body_cues": self.body_cues(),
+            "scans": len(c), "subjects": len(set(c.subjects)),
             "slices": len(c.dataset),
             "scans_per_class": {cl: int((c.classes == k).sum()) for k, cl in enumerate(CLASSES)},
             "folds": [{"fold": k + 1, "test_subjects": sorted(set(c.subjects[te].tolist())),
                        "n_train_scans": int(len(tr)), "n_test_scans": int(len(te))}
                       for k, (tr, te) in enumerate(c.folds)],
         }
+
+    def body_cues(self) -> str:
+        """Which phantom the cohort is (cohort.csv ``body_cues``: ``texture``, ``realistic``; "unknown" when the
+        column is absent; values joined when the cohort mixes them)."""
+        values = sorted({record_text(r, "body_cues", "unknown") for r in self.cohort.records})
+        return "+".join(values)
 
     def _check_crossval_folds(self) -> None:
         """When --models comes from `mdtexture crossval`, its folds must be ours (else test subjects leak).
@@ -94,38 +101,52 @@ class Context:
 
     def model(self, variant: str, fold: int) -> Model:
         """The network of ``variant`` for fold ``fold`` (0-based): loaded from --models, else trained now."""
-        key = (variant, fold)
-        if key in self._models:
-            return self._models[key]
+        return self._model_for(variant, fold, self.cohort.folds[fold][0], f"{variant}_fold{fold + 1}",
+                               shared_ok=True)
+
+    def _model_for(self, variant: str, fold: int, train_idx, stem: str, shared_ok: bool) -> Model:
+        """The network ``stem`` (trained on ``train_idx``): from --models (``STEM.json``, or with ``shared_ok`` the
+        one ``VARIANT.json`` for every fold), else trained now; cached."""
+        if stem in self._models:
+            return self._models[stem]
         c = self.cohort
         model = None
         if self.models_dir is not None:
-            per_fold = self.models_dir / f"{variant}_fold{fold + 1}.json"
+            per_fold = self.models_dir / f"{stem}.json"
             single = self.models_dir / f"{variant}.json"
             if per_fold.is_file():
                 model = load_model(per_fold)
-                self.provenance["models"][f"{variant}_fold{fold + 1}"] = {
+                self.provenance["models"][stem] = {
                     "source": per_fold.name, "sha256": model.sha256, "training": _training_note(model)}
-            elif single.is_file():
+            elif shared_ok and single.is_file():
                 model = load_model(single)
                 note = (f"{single.name} is used for every fold: valid only if it was trained on subjects outside "
                         "this cohort (e.g. another phantom seed)")
                 if note not in self.provenance["warnings"]:
                     self.provenance["warnings"].append(note)
                     self.log("warning: " + note)
-                self.provenance["models"][f"{variant}_fold{fold + 1}"] = {
+                self.provenance["models"][stem] = {
                     "source": single.name, "sha256": model.sha256, "training": _training_note(model)}
         if model is not None:
             if abs(model.pixel_mm - c.pixel_mm) > 1e-6 or model.size_px != c.size_px:
                 raise InputError(f"model {model.name} expects a {model.size_px}-px window at {model.pixel_mm} mm; "
                                  f"this run uses {c.size_px} px at {c.pixel_mm} mm (drop --quick or retrain)")
         else:
-            model = self._train(variant, fold)
+            model = self._train(variant, fold, train_idx, stem)
         model.net.eval()
-        self._models[key] = model
+        self._models[stem] = model
         return model
 
-    def _train(self, variant: str, fold: int) -> Model:
+    def family_model(self, variant: str, fold: int, family: str) -> Model:
+        """The network of ``variant`` trained on fold ``fold``'s training subjects minus every subject with a scan of
+        pattern family ``family`` (stored as ``VARIANT_foldK_without-FAMILY``)."""
+        c = self.cohort
+        held = {c.subjects[i] for i in range(len(c)) if c.pattern_family(i) == family}
+        train_idx = np.array([i for i in c.folds[fold][0] if c.subjects[i] not in held], dtype=int)
+        return self._model_for(variant, fold, train_idx, f"{variant}_fold{fold + 1}_without-{family}",
+                               shared_ok=False)
+
+    def _train(self, variant: str, fold: int, train_idx, stem: str) -> Model:
         from ...training.loop import TrainConfig, save_trained, train
 
         s = self.settings
@@ -133,24 +154,23 @@ class Context:
         steps = learning_rate_steps(s)
         config = TrainConfig(variant=variant, iterations=s.iterations, lr_steps=steps, batch_size=s.batch_size,
                              seed=s.seed + fold, pixel_mm=c.pixel_mm, size_px=c.size_px,
-                             normalisation=c.normalisation, imagenet=s.imagenet, name=f"{variant}-fold{fold + 1}",
+                             normalisation=c.normalisation, imagenet=s.imagenet, name=stem.replace("_", "-"),
                              precision=s.precision)
-        train_idx = c.folds[fold][0]
         t0 = time.perf_counter()
-        self.log(f"training {variant} fold {fold + 1}/{c.n_folds}: {len(train_idx)} scans, {s.iterations} iterations")
+        self.log(f"training {stem} ({c.n_folds} folds): {len(train_idx)} scans, {s.iterations} iterations")
         result = train(c.dataset.subset(train_idx), config, progress=not s.quiet)
         wall = time.perf_counter() - t0
-        self.log(f"  {variant} fold {fold + 1}: {wall:.0f} s, final running training accuracy "
+        self.log(f"  {stem}: {wall:.0f} s, final running training accuracy "
                  f"{result.log['final_running_accuracy']:.2f}")
         if self.store_dir is not None:
-            stem = self.store_dir / f"{variant}_fold{fold + 1}"
+            path = self.store_dir / stem
             if s.quick:  # weights + card only: the training-curve figure costs more than a quick training
                 from ...modelfile import save_model
 
-                save_model(result.model, stem)
+                save_model(result.model, path)
             else:
-                save_trained(result, stem)
-        self.provenance["models"][f"{variant}_fold{fold + 1}"] = {
+                save_trained(result, path)
+        self.provenance["models"][stem] = {
             "source": "trained in this run", "iterations": s.iterations, "wall_s": round(wall, 1),
             "final_running_training_accuracy": result.log["final_running_accuracy"],
             "training": _training_note(result.model)}
@@ -161,13 +181,16 @@ class Context:
         key = (variant, fold)
         if key not in self._predictions:
             net = self.model(variant, fold).net
-            c = self.cohort
-            out = {}
-            for i in c.folds[fold][1]:
-                logits, class_maps = maps.icam_maps(net, c.stacks(int(i)))
-                out[int(i)] = (logits.numpy(), class_maps)
-            self._predictions[key] = out
+            self._predictions[key] = {int(i): self.scan_outputs(net, int(i)) for i in self.cohort.folds[fold][1]}
         return self._predictions[key]
+
+    def scan_outputs(self, net, i: int) -> tuple:
+        """(slice logits (Z, 3) numpy, class maps (Z, 3, h, w) torch) of ``net`` on scan ``i`` (with the body mask
+        when the network pools over the leg)."""
+        c = self.cohort
+        masks = c.body_model(i) if maps.uses_mask(net) else None
+        logits, class_maps = maps.icam_maps(net, c.stacks(i), masks=masks)
+        return logits.numpy(), class_maps
 
 
 #: Learning rate from scratch (no ImageNet file): the paper's 1e-4 fine-tunes pretrained weights and barely moves
@@ -208,7 +231,8 @@ def md_header(ctx: Context, title: str) -> list[str]:
     s = ctx.settings
     kind = "Phantom (synthetic) results" if ctx.label == "phantom" else "Results"
     lines = [f"# {title}", "",
-             f"**{kind}** on `{ctx.data_path.name}`" + (" — not clinical data." if ctx.label == "phantom" else "."),
+             f"**{kind}** on `{ctx.data_path.name}` (body cues: `{ctx.body_cues()}`)"
+             + (" — not clinical data." if ctx.label == "phantom" else "."),
              ]
     c = ctx.cohort
     lines.append(f"{len(c)} scans of {len(set(c.subjects))} subjects "

@@ -12,7 +12,7 @@ import numpy as np
 from ...constants import CLASSES, MUSCLE_LABELS, MUSCLES
 from ...errors import InputError
 from .. import localisation, maps
-from .common import SPECIFIC_MARGIN, VARIANT_LABELS, md_table, num, plt_module, summary, write_json
+from .common import NAMED_SPECIFIC, SPECIFIC_MARGIN, VARIANT_LABELS, md_table, num, plt_module, summary, write_json
 from .context import Context, md_header
 
 
@@ -49,6 +49,46 @@ def _specific_share(heat: np.ndarray, inv: np.ndarray, labels: np.ndarray, spec:
     return a / (a + b) if a + b > 0 else float("nan")
 
 
+def specific_ratio(heat: np.ndarray, labels: np.ndarray, muscles) -> float:
+    """Map mass share inside the muscles that lies in ``muscles``, over the share a uniform map would give them
+    (1 = no preference; the target for the class-specific muscles is ≥ 1.5)."""
+    if not muscles:
+        return float("nan")
+    target = np.isin(labels, [MUSCLE_LABELS[m] for m in muscles])
+    return localisation.mass_ratio_to_uniform(heat, target, labels > 0)
+
+
+def scan_heatmaps(ctx: Context, fold: int, i: int, native) -> dict:
+    """{(network or "reference", method): native heatmap in [0, 1]} of scan ``i`` (test scan of ``fold``), map of
+    its true class: reference rows (random map, FF image, FF pooled to each network's map resolution = the ceiling),
+    then per network its own map (volume-maximum rule and the per-slice-within-the-leg rule) and the gradient maps."""
+    c = ctx.cohort
+    s = ctx.settings
+    cl = int(c.classes[i])
+    geometry = c.geometry(i)
+    z = native.involvement.shape[0]
+    grid = max(1, c.size_px // 8)
+    heatmaps = {("reference", "random"): maps.to_native(maps.random_maps((z, grid, grid), s.seed * 100003 + i),
+                                                        geometry),
+                ("reference", "ff"): np.clip(native.series.ff, 0, 1)}
+    own = {}
+    for variant in s.networks:
+        own[variant] = ctx.predictions(variant, fold)[i][1]
+        size = tuple(own[variant].shape[-2:])
+        key = ("reference", f"ff-pooled-{size[0]}")
+        if key not in heatmaps:
+            heatmaps[key] = maps.to_native(maps.pooled_ff_maps(c.slices(i), size), geometry)
+    stacks = c.stacks(i)
+    for variant in s.networks:
+        net = ctx.model(variant, fold).net
+        masks = c.body_model(i) if maps.uses_mask(net) else None
+        heatmaps[(variant, "icam")] = maps.to_native(own[variant][:, cl], geometry)
+        heatmaps[(variant, "icam-slice")] = maps.to_native_leg_slices(own[variant][:, cl], geometry, native.body)
+        for m, raw in maps.gradient_maps(net, stacks, cl, masks=masks).items():
+            heatmaps[(variant, m)] = maps.to_native(raw, geometry)
+    return heatmaps
+
+
 def run_localisation(ctx: Context, out: Path) -> dict:
     """Score every heatmap against the phantom's involvement mask on every test scan of every fold."""
     c = ctx.cohort
@@ -70,18 +110,7 @@ def run_localisation(ctx: Context, out: Path) -> dict:
             domains = {"muscles": native.muscles, "leg": native.body}
             spacing = float(np.mean(native.series.grid.spacing[:2]))
             tol_px = s.tolerance_mm / spacing
-            heatmaps = {}
-            grid = max(1, c.size_px // 8)
-            heatmaps[("reference", "random")] = maps.to_native(maps.random_maps((inv.shape[0], grid, grid),
-                                                                                s.seed * 100003 + i), geometry)
-            heatmaps[("reference", "ff")] = np.clip(native.series.ff, 0, 1)
-            stacks = c.stacks(i)
-            for variant in s.networks:
-                net = ctx.model(variant, k).net
-                _, class_maps = ctx.predictions(variant, k)[i]
-                heatmaps[(variant, "icam")] = maps.to_native(class_maps[:, cl], geometry)
-                for m, raw in maps.gradient_maps(net, stacks, cl).items():
-                    heatmaps[(variant, m)] = maps.to_native(raw, geometry)
+            heatmaps = scan_heatmaps(ctx, k, i, native)
             sp = spec.get(name, {"specific": [], "shared": []})
             area_shares.append({"class": name, "share": _specific_share(np.ones(inv.shape, np.float32), inv,
                                                                           native.labels, sp["specific"],
@@ -89,7 +118,9 @@ def run_localisation(ctx: Context, out: Path) -> dict:
             for (variant, method), heat in heatmaps.items():
                 row = {"scan": c.name(i), "index": i, "class": name, "fold": k + 1, "network": variant,
                        "method": method,
-                       "specific_share": _specific_share(heat, inv, native.labels, sp["specific"], sp["shared"])}
+                       "specific_share": _specific_share(heat, inv, native.labels, sp["specific"], sp["shared"]),
+                       "specific_ratio": specific_ratio(heat, native.labels, NAMED_SPECIFIC.get(name, ())),
+                       "specific_ratio_truth": specific_ratio(heat, native.labels, sp["specific"])}
                 for dname, dom in domains.items():
                     row[dname] = localisation.scan_metrics(heat, inv, dom, tol_px)
                 records.append(row)
@@ -112,7 +143,8 @@ def run_localisation(ctx: Context, out: Path) -> dict:
         for group in ("all", "DMD", "CMD"):
             sel = [r for r in rows if group == "all" or r["class"] == group]
             entry[group] = {d: {m: summary([r[d][m] for r in sel]) for m in metrics} for d in ("muscles", "leg")}
-            entry[group]["specific_share"] = summary([r["specific_share"] for r in sel])
+            for extra in ("specific_share", "specific_ratio", "specific_ratio_truth"):
+                entry[group][extra] = summary([r[extra] for r in sel])
         agg[f"{key[0]}/{key[1]}"] = entry
     lines = md_header(ctx, "Localisation — do the heatmaps point at the involved tissue?")
     lines += ["Every DMD/CMD test scan of every fold (normal scans have no involvement), heatmap of the true class "
@@ -121,15 +153,14 @@ def run_localisation(ctx: Context, out: Path) -> dict:
               "'muscles': only labelled muscle voxels are scored (does the map pick the involved part of the "
               "muscles?); domain 'leg': every voxel inside the leg (does it also avoid subcutaneous fat, marrow?). "
               "Gradient methods are computed on the same trained networks at the map stage (the layer whose "
-              "resolution the network's own map has). Reference rows: i.i.d. random map on a coarse grid, and the "
-              "FF image itself. Mean over scans (n in the JSON).", ""]
-
-    def label(key):
-        net, method = key.split("/")
-        if net == "reference":
-            return maps.METHOD_LABELS[method]
-        base = VARIANT_LABELS[net]
-        return f"{base} — {'own map' if method == 'icam' else maps.METHOD_LABELS[method]}"
+              "resolution the network's own map has). Reference rows: i.i.d. random map on a coarse grid, the "
+              "FF image itself, and the **ceiling**: the FF image on the model window average-pooled to a "
+              "network's map resolution, upsampled and scaled like a map (what a map of that resolution could show by "
+              "following fat). Own maps are shown under two rules: the volume maximum (as `classify` did so far) "
+              "and 'per slice within the leg' (0 outside the body, each slice over its own maximum in the leg). "
+              "Mean over scans (n in the JSON).", ""]
+    label = map_label
+    lines += headline(agg)
 
     cols = ["pointing_game", "pointing_game_tol", "energy_pointing_game", "relevance_mass_accuracy",
             "relevance_rank_accuracy", "pixel_auc"]
@@ -162,6 +193,14 @@ def run_localisation(ctx: Context, out: Path) -> dict:
                            for g in ("DMD", "CMD")]]
                        + [[label(key)] + [num(agg[key][g]["specific_share"]["mean"]) for g in ("DMD", "CMD")]
                           for key in agg]), ""]
+    lines += ["Class-specific muscle share: the map's mass inside the muscles that falls in the class's specific "
+              "muscle(s), divided by the share a uniform map would give them (1 = no preference; target ≥ 1.5). "
+              f"Named: {', '.join(f'{n} scans → {m}' for n, ms in NAMED_SPECIFIC.items() for m in ms)}; "
+              "from the truth: the specific muscles listed above.", "",
+              md_table(["Map", "DMD (named)", "CMD (named)", "DMD (truth)", "CMD (truth)"],
+                       [[label(key)] + [num(agg[key][g][r]["mean"], 2) for r in ("specific_ratio",
+                                                                                 "specific_ratio_truth")
+                                        for g in ("DMD", "CMD")] for key in agg]), ""]
     # verdicts written from the numbers
     ff_auc = agg["reference/ff"]["all"]["muscles"]["pixel_auc"]["mean"]
     ff_mass = agg["reference/ff"]["all"]["muscles"]["relevance_mass_accuracy"]["mean"]
@@ -182,6 +221,31 @@ def run_localisation(ctx: Context, out: Path) -> dict:
                                            "models": ctx.provenance["models"]})
     _localisation_figures(out, agg, examples, label, ctx)
     return {"summary": agg}
+
+
+def map_label(key: str) -> str:
+    """Display name of a summary key ``network/method``."""
+    net, method = key.split("/")
+    if net == "reference":
+        if method.startswith("ff-pooled-"):
+            size = method.rsplit("-", 1)[1]
+            return f"FF image pooled to {size}×{size} (ceiling)"
+        return maps.METHOD_LABELS[method]
+    base = VARIANT_LABELS.get(net, net)
+    return f"{base} — {'own map' if method == 'icam' else maps.METHOD_LABELS[method]}"
+
+
+def headline(agg: dict) -> list[str]:
+    """The issue's targets in one table: in-muscle pixel AUC (≥ 0.75, ceiling ≈ 0.8) and the named class-specific
+    muscle ratio (≥ 1.5×), for the reference rows and every network's own map."""
+    keys = [k for k in agg if k.startswith("reference/") or k.endswith("/icam") or k.endswith("/icam-slice")]
+    rows = [[map_label(k), num(agg[k]["all"]["muscles"]["pixel_auc"]["mean"]),
+             num(agg[k]["DMD"]["specific_ratio"]["mean"], 2), num(agg[k]["CMD"]["specific_ratio"]["mean"], 2)]
+            for k in keys]
+    return ["### Headline", "",
+            "Pixel AUC inside the muscles against `involvement.nrrd` (target ≥ 0.75) and class-specific muscle share "
+            "relative to a uniform map (target ≥ 1.5×):", "",
+            md_table(["Map", "pixel AUC (muscles)", "DMD → Per ratio", "CMD → TP ratio"], rows), ""]
 
 
 def _localisation_figures(out: Path, agg: dict, examples: dict, label, ctx: Context) -> None:

@@ -28,16 +28,18 @@ def run_randomisation(ctx: Context, out: Path) -> dict:
     picks = [picks[j] for j in sorted(set(sel.tolist()))]
     stacks = torch.cat([c.stacks(i)[[z]] for i, z in picks])
     classes = np.array([int(c.classes[i]) for i, _ in picks])
+    masks = torch.cat([c.body_model(i)[[z]] for i, z in picks])  # used by leg-pooled networks only
 
     def own(net, x, cl):
-        return maps.icam_maps(net, x, cl)[1].numpy()
+        return maps.icam_maps(net, x, cl, masks=masks)[1].numpy()
 
     def grad(method):
-        return lambda net, x, cl: maps.gradient_maps(net, x, cl, (method,))[method].numpy()
+        return lambda net, x, cl: maps.gradient_maps(net, x, cl, (method,), masks=masks)[method].numpy()
 
     functions = {"icam": own, **{m: grad(m) for m in maps.GRADIENT_METHODS}}
     results = {}
-    for variant in [v for v in RANDOMISATION_VARIANTS if v in s.networks] or list(s.networks[:1]):
+    chosen = [v for v in s.networks if v in RANDOMISATION_VARIANTS or v.endswith("-leg")]
+    for variant in chosen or list(s.networks[:1]):
         net = ctx.model(variant, 0).net
         results[variant] = randomisation.cascading_randomisation(net, stacks, classes, functions,
                                                                  depth=s.randomisation_depth, seed=s.seed + 1000)

@@ -90,7 +90,7 @@ def run_table1(ctx: Context, out: Path) -> dict:
                 "fold": k + 1, "keyframe_accuracy": float((pred == truth).mean()), "n_keyframes": int(te_rows.sum()),
                 "scan_accuracy": float(np.mean(scan_hits)), "n_scans": len(scan_hits), "chosen": chosen})
         ctx.log(f"table1: fold {k + 1} classical rows done ({time.perf_counter() - t0:.0f} s)")
-    for variant in TABLE1_DEEP:
+    for variant in TABLE1_DEEP + tuple(v for v in s.networks if v.endswith("-leg")):
         name = {"resnet7": "ResNet18"}.get(variant, VARIANT_LABELS[variant])
         results[name] = {"folds": deep_accuracy(ctx, variant), "variant": variant,
                          "paper": PAPER_TABLE1.get(name)}

@@ -13,29 +13,77 @@ from .common import PAPER_TABLE3_MEANS, VARIANT_LABELS, md_table, num, plt_modul
 from .context import Context, md_header
 
 
+def _scores(ctx: Context, heat: np.ndarray, native) -> tuple[dict, dict]:
+    """(texture score per muscle, measured mean FF per muscle) of a native heatmap."""
+    names = {v: m for m, v in MUSCLE_LABELS.items()}
+    rows = texture_scores(heat, native.labels, names, native.series.ff, native.series.grid.spacing,
+                          ctx.settings.score_params)
+    return ({r.muscle: r.texture_score for r in rows if r.muscle in MUSCLES},
+            {r.muscle: r.mean_ff for r in rows if r.muscle in MUSCLES})
+
+
+def _involvement(native) -> dict:
+    truth_m = native.truth.get("muscles", {})
+    return {m: (truth_m.get(m) or {}).get("involved_fraction") for m in MUSCLES}
+
+
 def _scan_scores(ctx: Context, variant: str, fold: int, i: int) -> tuple[dict, dict, dict]:
     """(texture score per muscle, true involved fraction per muscle, measured mean FF per muscle) of scan i."""
     c = ctx.cohort
     _, class_maps = ctx.predictions(variant, fold)[i]
     native = c.native(i)
-    heat = maps.to_native(class_maps[:, int(c.classes[i])], c.geometry(i))
-    names = {v: m for m, v in MUSCLE_LABELS.items()}
-    rows = texture_scores(heat, native.labels, names, native.series.ff, native.series.grid.spacing,
-                          ctx.settings.score_params)
-    score = {r.muscle: r.texture_score for r in rows if r.muscle in MUSCLES}
-    ff = {r.muscle: r.mean_ff for r in rows if r.muscle in MUSCLES}
-    truth_m = native.truth.get("muscles", {})
-    inv = {m: (truth_m.get(m) or {}).get("involved_fraction") for m in MUSCLES}
-    return score, inv, ff
+    score, ff = _scores(ctx, maps.to_native(class_maps[:, int(c.classes[i])], c.geometry(i)), native)
+    return score, _involvement(native), ff
 
 
-def run_table3(ctx: Context, out: Path, variant: str = "icam28") -> dict:
+def _map_heatmaps(ctx: Context, variants, fold: int, i: int) -> dict:
+    """{map name: native heatmap} of scan i: every network's own map (true class) and the ceiling (the FF image
+    pooled to each network's map resolution)."""
+    c = ctx.cohort
+    out = {}
+    for variant in variants:
+        class_maps = ctx.predictions(variant, fold)[i][1]
+        out[variant] = maps.to_native(class_maps[:, int(c.classes[i])], c.geometry(i))
+        size = tuple(class_maps.shape[-2:])
+        ceiling = f"ff-pooled-{size[0]}"
+        if ceiling not in out:
+            out[ceiling] = maps.to_native(maps.pooled_ff_maps(c.slices(i), size), c.geometry(i))
+    return out
+
+
+def score_pairs(ctx: Context, variants) -> dict:
+    """{map name: [(class, muscle, texture score, true involved fraction, muscle mean FF)]} over every test scan of
+    every fold (each with its fold's networks)."""
+    c = ctx.cohort
+    pairs: dict = {}
+    for k, (_, test) in enumerate(c.folds):
+        for i in (int(i) for i in test):
+            native = c.native(i)
+            inv = _involvement(native)
+            for name, heat in _map_heatmaps(ctx, variants, k, i).items():
+                score, ff = _scores(ctx, heat, native)
+                pairs.setdefault(name, []).extend(
+                    (c.records[i].class_name, m, score[m], inv[m], ff[m]) for m in MUSCLES
+                    if score[m] is not None and inv[m] is not None)
+    return pairs
+
+
+def _map_name(name: str) -> str:
+    if name.startswith("ff-pooled-"):
+        size = name.rsplit("-", 1)[1]
+        return f"FF image pooled to {size}×{size} (ceiling)"
+    return VARIANT_LABELS.get(name, name)
+
+
+def run_table3(ctx: Context, out: Path, variant: str | None = None) -> dict:
     """Table 3: texture scores (Eq. 5) of 4 DMD and 4 CMD test scans of fold 1 next to the true involvement; and
-    the texture score vs involvement correlation over every test scan of every fold."""
+    the texture score vs involvement correlation over every test scan of every fold (the headline: every network
+    of --networks, the ceiling and the muscle mean FF)."""
     from scipy import stats as sstats
 
     c = ctx.cohort
     s = ctx.settings
+    variant = variant or s.networks[0]
     te = [int(i) for i in c.folds[0][1]]
     cases = {name: [i for i in te if c.records[i].class_name == name][:s.table3_cases] for name in ("DMD", "CMD")}
     table = {}
@@ -45,13 +93,8 @@ def run_table3(ctx: Context, out: Path, variant: str = "icam28") -> dict:
             score, inv, ff = _scan_scores(ctx, variant, 0, i)
             table[name].append({"scan": c.name(i), "score": score, "involved_fraction": inv, "mean_ff": ff})
     # correlation over all test scans of all folds
-    pairs = []
-    for k, (_, test) in enumerate(c.folds):
-        for i in test:
-            score, inv, ff = _scan_scores(ctx, variant, k, int(i))
-            for m in MUSCLES:
-                if score[m] is not None and inv[m] is not None:
-                    pairs.append((c.records[int(i)].class_name, m, score[m], inv[m], ff[m]))
+    by_map = score_pairs(ctx, tuple(dict.fromkeys((variant,) + tuple(s.networks))))
+    pairs = by_map[variant]
 
     def rho(sel, a, b):
         if len(sel) < 3:
@@ -68,12 +111,27 @@ def run_table3(ctx: Context, out: Path, variant: str = "icam28") -> dict:
         r_ff, _ = rho(sel, 4, 3)
         corr[group] = {"n_pairs": n, "spearman_score_vs_involvement": r_score, "spearman_mff_vs_involvement": r_ff}
 
+    headline = {}
+    for name, sel in by_map.items():
+        r_score, n = rho(sel, 2, 3)
+        headline[name] = {"n_pairs": n, "spearman_score_vs_involvement": r_score}
+    any_pairs = next(iter(by_map.values()))
+    r_ff, n_ff = rho(any_pairs, 4, 3)
+    headline["muscle mean FF"] = {"n_pairs": n_ff, "spearman_score_vs_involvement": r_ff}
+
     def mean_row(rows, key):
         return [float(np.mean([r[key][m] for r in rows if r[key][m] is not None]))
                 if any(r[key][m] is not None for r in rows) else float("nan") for m in MUSCLES]
 
     lines = md_header(ctx, f"Table 3 — muscle texture scores (Eq. 5) of {VARIANT_LABELS[variant]}, fold-1 test scans")
     p = s.score_params
+    lines += ["### Headline: texture score vs true involved fraction", "",
+              "Spearman ρ over every test scan × muscle pair of every fold (target ≥ 0.6). Ceiling: the texture "
+              "score of the FF image average-pooled to the map's resolution; muscle mean FF: the number a reader "
+              "already has.", "",
+              md_table(["map", "pairs", "ρ(score, involvement)"],
+                       [[_map_name(name), v["n_pairs"], num(v["spearman_score_vs_involvement"])]
+                        for name, v in headline.items()]), ""]
     lines += [f"Heatmap = the true class's map, ReLU, on the native grid, divided by its volume maximum; a slice "
               f"counts as highlighted for a muscle when ≥ {p.min_overlap:.0%} of its voxels are ≥ {p.threshold} "
               f"(muscle present: ≥ {p.min_area_mm2} mm²). Each case: texture score, then the phantom's true "
@@ -99,7 +157,7 @@ def run_table3(ctx: Context, out: Path, variant: str = "icam28") -> dict:
                          num(v["spearman_mff_vs_involvement"])] for g, v in corr.items()]), ""]
     (out / "table3.md").write_text("\n".join(lines) + "\n")
     write_json(out / "table3.json", {"cohort": ctx.describe(), "settings": s.as_dict(), "variant": variant,
-                                     "cases": table, "correlation": corr,
+                                     "cases": table, "correlation": corr, "headline": headline,
                                      "pairs": [dict(zip(("class", "muscle", "score", "involved_fraction",
                                                          "mean_ff"), p)) for p in pairs]})
     plt = plt_module()
