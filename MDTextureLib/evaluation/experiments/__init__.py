@@ -15,7 +15,8 @@ Protocol shared by every experiment:
 
 Modules: :mod:`.common` (the paper's numbers, helpers), :mod:`.context` (cohort, fold networks, the markdown
 header), :mod:`.table1`, :mod:`.table2`, :mod:`.neurons` (Fig. 3), :mod:`.tsne` (Fig. 6), :mod:`.table3`,
-:mod:`.localisation_exp`, :mod:`.randomisation_exp`.
+:mod:`.localisation_exp`, :mod:`.randomisation_exp`, :mod:`.calibration_exp` (ECE), :mod:`.families` (leave one
+pattern family out; run by name only).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from pathlib import Path
 
 import torch
 
-from ..settings import EXPERIMENTS, LOCALISATION_VARIANTS, Settings  # noqa: F401 (re-exported)
+from ..settings import EXPERIMENTS, EXTRA_EXPERIMENTS, LOCALISATION_VARIANTS, Settings  # noqa: F401 (re-exported)
+from .calibration_exp import run_calibration
 from .common import md_table, write_json
 from .context import Context, learning_rate_steps  # noqa: F401 (re-exported)
+from .families import run_families
 from .localisation_exp import run_localisation
 from .neurons import run_neurons
 from .randomisation_exp import run_randomisation
@@ -37,7 +40,8 @@ from .table3 import run_table3
 from .tsne import run_tsne
 
 RUNNERS = {"table1": run_table1, "table2": run_table2, "neurons": run_neurons, "tsne": run_tsne,
-           "table3": run_table3, "localisation": run_localisation, "randomisation": run_randomisation}
+           "table3": run_table3, "localisation": run_localisation, "randomisation": run_randomisation,
+           "calibration": run_calibration, "families": run_families}
 
 
 def run(ctx: Context, experiments, out: Path, subfolders: bool) -> dict:

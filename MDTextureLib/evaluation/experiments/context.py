@@ -157,8 +157,15 @@ class Context:
                              normalisation=c.normalisation, imagenet=s.imagenet, name=stem.replace("_", "-"),
                              precision=s.precision)
         t0 = time.perf_counter()
-        self.log(f"training {stem} ({c.n_folds} folds): {len(train_idx)} scans, {s.iterations} iterations")
-        result = train(c.dataset.subset(train_idx), config, progress=not s.quiet)
+        fit_idx, calib_idx = self._calibration_split(np.asarray(train_idx, dtype=int), config.seed, stem)
+        self.log(f"training {stem} ({c.n_folds} folds): {len(fit_idx)} scans (+ {len(calib_idx)} to calibrate), "
+                 f"{s.iterations} iterations")
+        result = train(c.dataset.subset(fit_idx), config, progress=not s.quiet)
+        if len(calib_idx):
+            from ...training.calibrate import calibrate_model
+
+            calibrate_model(result.model, c.dataset.subset(fit_idx), c.dataset.subset(calib_idx),
+                            precision=config.precision)
         wall = time.perf_counter() - t0
         self.log(f"  {stem}: {wall:.0f} s, final running training accuracy "
                  f"{result.log['final_running_accuracy']:.2f}")
@@ -172,9 +179,35 @@ class Context:
                 save_trained(result, path)
         self.provenance["models"][stem] = {
             "source": "trained in this run", "iterations": s.iterations, "wall_s": round(wall, 1),
+            "train_subjects": sorted(set(c.subjects[fit_idx].tolist())),
+            "calibration_subjects": sorted(set(c.subjects[calib_idx].tolist())),
             "final_running_training_accuracy": result.log["final_running_accuracy"],
             "training": _training_note(result.model)}
         return result.model
+
+    def _calibration_split(self, train_idx: np.ndarray, seed: int, stem: str) -> tuple[np.ndarray, np.ndarray]:
+        """(scans to train on, scans to calibrate on): ``calibration_share`` of the training subjects held out, as
+        ``mdtexture train`` does, when the project's calibration code is present; else no calibration."""
+        share = self.settings.calibration_share
+        none = (train_idx, train_idx[:0])
+        if not share:
+            return none
+        try:
+            from ...training.calibrate import calibration_split
+        except ImportError:  # calibration not part of this build: networks stay uncalibrated, and say so
+            self._note("the networks trained here are not calibrated (no training.calibrate in this build)")
+            return none
+        try:
+            fit, calib = calibration_split([self.cohort.items[i] for i in train_idx], share, seed)
+        except InputError as e:
+            self._note(f"{stem}: not calibrated ({e})")
+            return none
+        return train_idx[np.asarray(fit, dtype=int)], train_idx[np.asarray(calib, dtype=int)]
+
+    def _note(self, note: str) -> None:
+        if note not in self.provenance["warnings"]:
+            self.provenance["warnings"].append(note)
+            self.log("warning: " + note)
 
     def predictions(self, variant: str, fold: int) -> dict:
         """{scan index: (slice logits (Z, 3) numpy, class maps (Z, 3, h, w) torch)} for the fold's test scans."""
