@@ -36,14 +36,17 @@ def _scan_scores(ctx: Context, variant: str, fold: int, i: int) -> tuple[dict, d
     return score, _involvement(native), ff
 
 
-def _map_heatmaps(ctx: Context, variants, fold: int, i: int) -> dict:
-    """{map name: native heatmap} of scan i: every network's own map (true class) and the ceiling (the FF image
-    pooled to each network's map resolution)."""
+def _map_heatmaps(ctx: Context, variants, fold: int, i: int, native) -> dict:
+    """{map name: native heatmap} of scan i: every network's own map (true class) under the volume-maximum rule
+    and (``VARIANT|slice``) the per-slice-within-the-leg rule, and the ceiling (the FF image pooled to each
+    network's map resolution)."""
     c = ctx.cohort
     out = {}
     for variant in variants:
         class_maps = ctx.predictions(variant, fold)[i][1]
         out[variant] = maps.to_native(class_maps[:, int(c.classes[i])], c.geometry(i))
+        out[f"{variant}|slice"] = maps.to_native_leg_slices(class_maps[:, int(c.classes[i])], c.geometry(i),
+                                                            native.body)
         size = tuple(class_maps.shape[-2:])
         ceiling = f"ff-pooled-{size[0]}"
         if ceiling not in out:
@@ -60,7 +63,7 @@ def score_pairs(ctx: Context, variants) -> dict:
         for i in (int(i) for i in test):
             native = c.native(i)
             inv = _involvement(native)
-            for name, heat in _map_heatmaps(ctx, variants, k, i).items():
+            for name, heat in _map_heatmaps(ctx, variants, k, i, native).items():
                 score, ff = _scores(ctx, heat, native)
                 pairs.setdefault(name, []).extend(
                     (c.records[i].class_name, m, score[m], inv[m], ff[m]) for m in MUSCLES
@@ -72,6 +75,8 @@ def _map_name(name: str) -> str:
     if name.startswith("ff-pooled-"):
         size = name.rsplit("-", 1)[1]
         return f"FF image pooled to {size}×{size} (ceiling)"
+    if name.endswith("|slice"):
+        return VARIANT_LABELS.get(name[:-6], name[:-6]) + ", per slice within the leg"
     return VARIANT_LABELS.get(name, name)
 
 
@@ -126,7 +131,8 @@ def run_table3(ctx: Context, out: Path, variant: str | None = None) -> dict:
     lines = md_header(ctx, f"Table 3 — muscle texture scores (Eq. 5) of {VARIANT_LABELS[variant]}, fold-1 test scans")
     p = s.score_params
     lines += ["### Headline: texture score vs true involved fraction", "",
-              "Spearman ρ over every test scan × muscle pair of every fold (target ≥ 0.6). Ceiling: the texture "
+              "Spearman ρ over every test scan × muscle pair of every fold (target ≥ 0.6). Each network's map under "
+              "the volume-maximum rule and under the per-slice-within-the-leg rule. Ceiling: the texture "
               "score of the FF image average-pooled to the map's resolution; muscle mean FF: the number a reader "
               "already has.", "",
               md_table(["map", "pairs", "ρ(score, involvement)"],
