@@ -85,8 +85,9 @@ def draw_subject(rng, class_name: str) -> dict:
 def draw_acquisition(rng, subject: dict) -> dict:
     """Pixel size, matrix, slab, SNR and coil shading of one phantom scan."""
     leg_mm = 2.0 * (subject["half_ml_mm"] + subject["subcut_mm"] + subject["skin_mm"])
-    matrix = int(rng.choice((192, 224, 256, 288, 320)))
     fov_mm = leg_mm * rng.uniform(1.45, 2.1)                        # one leg in the field of view
+    fitting = [m for m in (192, 224, 256, 288, 320) if 0.7 <= fov_mm / m <= 1.5] or [192]
+    matrix = int(rng.choice(fitting))
     pixel_mm = float(np.clip(fov_mm / matrix, 0.7, 1.5))
     slices = int(rng.integers(16, 31))
     return {"pixel_mm": round(pixel_mm, 3), "matrix": matrix, "slices": slices,
