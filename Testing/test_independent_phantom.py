@@ -60,6 +60,8 @@ def test_geometry_is_lps_with_realistic_sampling(cohort):
         assert sx == sy and 0.7 <= sx <= 1.5 and sz == 4.0
         nx, ny, nz = image.GetSize()
         assert nx == ny and 192 <= nx <= 320 and 16 <= nz <= 30
+        centre_x_mm = image.TransformContinuousIndexToPhysicalPoint(((nx - 1) / 2, (ny - 1) / 2, 0))[0]
+        assert centre_x_mm < -50  # a right calf lies on the patient's right: negative x in LPS
         header = nrrd.read_header(str(r.ff))
         assert header["space"] == "left-posterior-superior"
         for other in (r.water, r.fat, r.muscles, r.involvement):

@@ -344,7 +344,9 @@ def write_nrrd(array, path, acq):
     image.SetSpacing((px, px, 4.0))
     image.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
     fov = acq["matrix"] * px
-    image.SetOrigin((-fov / 2 + 12.0, -fov / 2 + 30.0, -100.0))   # a right calf sits right of the body axis
+    # LPS: +x is the patient's left, so a right calf's field of view is centred at negative x (~9 cm right of
+    # the body axis), a little posterior of the table centre, and some 30 cm below the scanner's isocentre.
+    image.SetOrigin((-fov / 2 - 90.0, -fov / 2 + 20.0, -300.0))
     sitk.WriteImage(image, str(path), useCompression=True)
 
 
