@@ -120,15 +120,21 @@ def same_side(pa, pb, p0, p1, reference):
     return np.sign(signed(pa, pb)) == np.sign(signed(*reference))
 
 
-def slice_anatomy(subject, level, pa_mm, pb_mm):
+def outline_terms(subject, pa_mm, pb_mm):
+    """Angle-only terms of the outline (the same on every slice: the taper scales both axes alike)."""
+    theta = np.arctan2(pb_mm / subject["ap_ratio"], pa_mm)
+    bump = sum(c * np.cos((k + 2) * theta) + s * np.sin((k + 2) * theta)
+               for k, (c, s) in enumerate(subject["bumps"]))
+    anteromedial = np.exp(-((np.angle(np.exp(1j * (theta + 0.93)))) / 0.45) ** 2)  # tibia under the skin there
+    return theta, bump, anteromedial
+
+
+def slice_anatomy(subject, level, pa_mm, pb_mm, angular):
     """Tissue maps of one axial slice at `level` (fraction of tibia below the knee): dict of arrays."""
     half_ml = subject["half_ml_mm"] * (1.0 - 0.9 * max(0.0, level - 0.35) ** 1.6)   # taper distally
     half_ap = half_ml * subject["ap_ratio"]
     a, b = pa_mm / half_ml, pb_mm / half_ap                                         # normalised frame
-    theta = np.arctan2(b, a)
-    bump = sum(c * np.cos((k + 2) * theta) + s * np.sin((k + 2) * theta)
-               for k, (c, s) in enumerate(subject["bumps"]))
-    anteromedial = np.exp(-((np.angle(np.exp(1j * (theta + 0.93)))) / 0.45) ** 2)  # tibia under the skin there
+    theta, bump, anteromedial = angular
     r = np.hypot(a, b) / (1.0 + bump - 0.10 * anteromedial)
     depth_mm = (1.0 - r) * half_ml                                                  # ≈ depth below compartment edge
     subcut = subject["subcut_mm"] * (1.0 - 0.8 * anteromedial) * (1.0 + 0.25 * np.sin(theta))
@@ -201,7 +207,8 @@ def build_anatomy(subject, acq):
     pa, pb = c * xx + s * yy, -s * xx + c * yy                         # x → medial (a), y → posterior (b)
     slab_mm = n * 4.0
     levels = acq["level_centre"] + (0.5 - (np.arange(n) + 0.5) / n) * slab_mm / acq["tibia_length_mm"]
-    slices = [slice_anatomy(subject, lv, pa, pb) for lv in levels]
+    angular = outline_terms(subject, pa, pb)
+    slices = [slice_anatomy(subject, lv, pa, pb, angular) for lv in levels]
     volume = {k: np.stack([sl[k] for sl in slices]) for k in slices[0]}
     volume["levels"] = levels
     return volume
@@ -347,7 +354,7 @@ def write_nrrd(array, path, acq):
     # LPS: +x is the patient's left, so a right calf's field of view is centred at negative x (~9 cm right of
     # the body axis), a little posterior of the table centre, and some 30 cm below the scanner's isocentre.
     image.SetOrigin((-fov / 2 - 90.0, -fov / 2 + 20.0, -300.0))
-    sitk.WriteImage(image, str(path), useCompression=True)
+    sitk.WriteImage(image, str(path), useCompression=True, compressionLevel=1)  # fast: noise compresses badly
 
 
 def make_scan(rng, class_name, folder: Path, background: str) -> dict:
