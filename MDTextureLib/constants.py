@@ -43,7 +43,19 @@ VARIANTS = {
     "resnet7": ("layer4",),
     "resnet14": ("layer3",),
     "resnet28": ("layer2",),
+    "icam14-leg": ("layer3", "layer4"),
+    "icam28-leg": ("layer2", "layer3"),
 }
+
+#: Variants whose pooling is restricted to the leg (the body mask at the map's resolution) and whose input is 0
+#: outside the body; each has the parameters of its paper variant (same names and shapes), so weights alone cannot
+#: tell them apart: the model card's ``variant`` (and ``map.pooling`` = "leg") does.
+LEG_VARIANTS = {"icam14-leg": "icam14", "icam28-leg": "icam28"}
+
+
+def pooling_of(variant: str) -> str:
+    """'leg' for a leg-pooled variant, 'image' (global average pooling over the window) for the paper's."""
+    return "leg" if variant in LEG_VARIANTS else "image"
 
 #: The model window of new models (written into every model card; the card, not this, rules at inference).
 DEFAULT_PIXEL_MM = 0.8  # 224 px × 0.8 mm = 179 mm: an adult calf (≤ 125 mm) with margin
