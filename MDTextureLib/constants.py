@@ -60,3 +60,10 @@ def pooling_of(variant: str) -> str:
 #: The model window of new models (written into every model card; the card, not this, rules at inference).
 DEFAULT_PIXEL_MM = 0.8  # 224 px × 0.8 mm = 179 mm: an adult calf (≤ 125 mm) with margin
 DEFAULT_SIZE_PX = 224
+
+#: How a heatmap is scaled to [0, 1] inside the leg (``inference``): ``slice`` (default) divides each axial slice by
+#: its own maximum inside the leg, as the paper's per-image maps are read (a slice whose evidence is weaker than the
+#: volume's strongest still shows where in that slice it lies, and Eq. 5 counts slices); ``volume`` divides by the
+#: maximum inside the leg over the whole volume (the rule before issue 12, kept so evaluation can compare).
+HEATMAP_NORMALISATIONS = ("slice", "volume")
+DEFAULT_HEATMAP_NORMALISATION = "slice"

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .constants import CLASSES
+from .constants import CLASSES, DEFAULT_HEATMAP_NORMALISATION, HEATMAP_NORMALISATIONS
 from .errors import InputError
 from .io import DixonSeries, Grid
 from .legs import Leg, column_mask, find_legs
@@ -26,13 +26,6 @@ from .modelfile import Model
 from .orientation import Orientation, model_leg_side, orientation_for
 from .precision import forward_with_maps, inference_net, resolve_precision
 from .stacks import StackGeometry, make_stacks, maps_to_native, mask_window, resample_slices, window_for
-
-#: How a heatmap is scaled to [0, 1] inside the leg: ``slice`` (default) divides each axial slice by its own
-#: maximum inside the leg, as the paper's per-image maps are read (a slice whose evidence is weaker than the
-#: volume's strongest still shows where in that slice it lies, and Eq. 5 counts slices); ``volume`` divides by the
-#: maximum inside the leg over the whole volume (the rule before issue 12, kept so evaluation can compare).
-HEATMAP_NORMALISATIONS = ("slice", "volume")
-DEFAULT_HEATMAP_NORMALISATION = "slice"
 
 VERDICT_RULE = ("one leg: its verdict; two legs: the verdict, probabilities and per-slice probabilities of the more "
                 "abnormal leg (lower probability of normal), with a warning when the legs' verdicts differ")

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .constants import DEFAULT_HEATMAP_NORMALISATION
 from .dicom import laterality as dicom_laterality
 from .errors import InputError
-from .inference import DEFAULT_HEATMAP_NORMALISATION, VolumeResult, classify_volume
+from .inference import VolumeResult, classify_volume
 from .io import DixonSeries, check_distinct_files, load_dixon, write_image
 from .labelcheck import label_warnings, mirrored_labels_warning
 from .labels import LabelMap, read_labels

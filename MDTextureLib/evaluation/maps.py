@@ -18,7 +18,8 @@ Methods (``METHODS``):
     the fat-fraction image itself, the reference a reader already has.
 
 Common path (the one ``VolumeResult.heatmap_for`` uses): raw map on the model window (Z, h, w) → ReLU →
-``maps_to_native`` (bilinear, inverse of the input resampling) → divided by its volume maximum, so [0, 1].
+``maps_to_native`` (bilinear, inverse of the input resampling) → 0 outside the body → divided by its maximum per
+slice, so [0, 1]; ``to_native``'s defaults keep the rule before issue 12 (no body, volume maximum).
 """
 
 from __future__ import annotations
@@ -49,14 +50,17 @@ def _per_slice(class_index, n: int) -> np.ndarray:
     return idx
 
 
-def icam_maps(net, stacks: torch.Tensor, class_index=None, batch_size: int = 16):
+def icam_maps(net, stacks: torch.Tensor, class_index=None, batch_size: int = 16, masks: torch.Tensor | None = None):
     """Own class maps: (logits (Z, C), maps (Z, C, h, w)) or, with ``class_index`` (one index, or one per slice),
-    (logits, maps (Z, h, w) of that class)."""
+    (logits, maps (Z, h, w) of that class). ``masks`` (Z, 1, S, S): the body beside each stack, which a
+    leg-pooled network needs (``CohortData.masks``); the paper's variants ignore it."""
     net = net.eval()
     logits, maps = [], []
     with torch.inference_mode():
         for start in range(0, stacks.shape[0], batch_size):
-            lg, mp = net.forward_with_maps(stacks[start:start + batch_size])
+            x = stacks[start:start + batch_size]
+            lg, mp = (net.forward_with_maps(x) if masks is None
+                      else net.forward_with_maps(x, masks[start:start + batch_size]))
             logits.append(lg)
             maps.append(mp)
     logits_t, maps_t = torch.cat(logits).float(), torch.cat(maps).float()
@@ -116,26 +120,37 @@ def random_maps(shape: tuple, seed: int) -> torch.Tensor:
     return torch.rand(shape, generator=g)
 
 
-def to_native(maps_zhw: torch.Tensor, geometry: StackGeometry) -> np.ndarray:
-    """ReLU → native grid → divided by the volume maximum: the heatmap a user sees, (Z, rows, cols) in [0, 1]."""
+def to_native(maps_zhw: torch.Tensor, geometry: StackGeometry, body: np.ndarray | None = None,
+              normalisation: str = "volume") -> np.ndarray:
+    """ReLU → native grid → 0 outside ``body`` (when given) → divided by the maximum per slice or over the volume
+    (``normalisation``, as ``inference.scale_heatmap``), (Z, rows, cols) in [0, 1]. With ``body`` and
+    ``normalisation="slice"`` this is the heatmap ``classify_volume`` shows; the defaults are the rule before
+    issue 12 (no body, volume maximum), kept so results stay comparable."""
+    from ..inference import scale_heatmap
+
     native = maps_to_native(torch.as_tensor(maps_zhw).float().clamp_min(0), geometry).numpy()
-    peak = float(native.max())
-    return (native / peak if peak > 0 else native).astype(np.float32)
+    if body is not None:
+        native = np.where(body, native, 0.0)
+    slice_axis = 0 if geometry.orientation is None else int(geometry.orientation.axes[0])
+    return scale_heatmap(native, normalisation, slice_axis).astype(np.float32)
 
 
 def scan_heatmaps(net, stacks: torch.Tensor, geometry: StackGeometry, class_index: int, ff_native: np.ndarray,
-                  methods=METHODS, seed: int = 0) -> tuple[dict, torch.Tensor]:
-    """Every requested method's native heatmap for one scan (the map of ``class_index``), plus the logits."""
-    logits, own = icam_maps(net, stacks, class_index)
+                  methods=METHODS, seed: int = 0, masks: torch.Tensor | None = None, body: np.ndarray | None = None,
+                  normalisation: str = "volume") -> tuple[dict, torch.Tensor]:
+    """Every requested method's native heatmap for one scan (the map of ``class_index``), plus the logits.
+    ``masks``: the body beside each stack (leg-pooled networks); ``body``, ``normalisation``: see ``to_native``.
+    (The gradient methods run without the mask: ``pytorch_grad_cam`` calls the network with the input only.)"""
+    logits, own = icam_maps(net, stacks, class_index, masks=masks)
     out = {}
     if "icam" in methods:
-        out["icam"] = to_native(own, geometry)
+        out["icam"] = to_native(own, geometry, body, normalisation)
     grad = [m for m in methods if m in GRADIENT_METHODS]
     if grad:
         for m, raw in gradient_maps(net, stacks, class_index, grad).items():
-            out[m] = to_native(raw, geometry)
+            out[m] = to_native(raw, geometry, body, normalisation)
     if "random" in methods:
-        out["random"] = to_native(random_maps(tuple(own.shape), seed), geometry)
+        out["random"] = to_native(random_maps(tuple(own.shape), seed), geometry, body, normalisation)
     if "ff" in methods:
         out["ff"] = np.clip(np.asarray(ff_native, dtype=np.float32), 0, 1)
     return out, logits
