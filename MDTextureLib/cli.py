@@ -320,7 +320,8 @@ def cmd_demo(args) -> int:
         score = "absent" if s.texture_score is None else f"{s.texture_score:.2f}"
         print(f"  {s.muscle:>4}: texture score {score:>6}  mean FF {s.mean_ff or 0:5.1f} %  {s.volume_ml:6.1f} mL")
     print(f"wrote {out}/input (phantom water/fat/ff/muscles) and {out}/result "
-          f"(prediction.json, heatmap.nrrd, heatmap_signed.nrrd, texture_scores.csv, report.png) in {time.perf_counter() - t0:.1f} s")
+          "(prediction.json, heatmap.nrrd, heatmap_signed.nrrd, texture_scores.csv, report.png) in "
+          f"{time.perf_counter() - t0:.1f} s")
     return 0
 
 

@@ -4,8 +4,8 @@ Each scan is read and resampled exactly as :func:`MDTextureLib.inference.classif
 ``StackGeometry``: leg centred by the body-mask centroid, ``pixel_mm`` and ``size_px`` of the model card, bilinear,
 zero outside the image), once, and kept in memory as raw fat fraction, with the body mask on the same window
 (``stacks.mask_window``; kept as uint8, 0-255, a quarter of the FF's memory) for leg-pooled variants. A batch is
-then an index gather (slices k−1, k, k+1 of the same scan) — no file is touched during training. Normalisation ``(x − mean) / std``
-is applied after augmentation, because the intensity augmentation scales the fat fraction itself.
+then an index gather (slices k−1, k, k+1 of the same scan) — no file is touched during training. Normalisation
+``(x − mean) / std`` is applied after augmentation, because the intensity augmentation scales the fat fraction itself.
 """
 
 from __future__ import annotations
