@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .constants import CLASSES
+from .constants import CLASSES, DEFAULT_HEATMAP_NORMALISATION, HEATMAP_NORMALISATIONS
 from .errors import InputError
 from .precision import PRECISION_HELP, PRECISIONS
 from .scores import ScoreParameters
@@ -102,6 +102,9 @@ def _add_score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-area-mm2", type=float, default=d.min_area_mm2,
                    help=f"muscle area from which a slice counts as containing it (default {d.min_area_mm2} mm²)")
     p.add_argument("--target-class", choices=CLASSES, help="class whose ICAM becomes the heatmap (default: verdict)")
+    p.add_argument("--heatmap-scaling", choices=HEATMAP_NORMALISATIONS, default=DEFAULT_HEATMAP_NORMALISATION,
+                   help="scale the heatmap to 0-1 by its maximum inside the leg on each axial slice (slice, default) "
+                        "or over the volume (volume, the rule before issue 12); the texture scores use it")
     p.add_argument("--no-report", action="store_true", help="skip report.png")
 
 
@@ -144,7 +147,8 @@ def _case_options(args):
     from .pipeline import CaseOptions
 
     return CaseOptions(target_class=args.target_class, device=args.device, batch_size=args.batch_size,
-                       params=_score_params(args), report=not args.no_report, precision=args.precision)
+                       params=_score_params(args), report=not args.no_report, precision=args.precision,
+                       heatmap_normalisation=getattr(args, "heatmap_scaling", DEFAULT_HEATMAP_NORMALISATION))
 
 
 def _print_warnings(warnings: list) -> None:
@@ -177,7 +181,7 @@ def cmd_classify(args) -> int:
                      overwrite=args.overwrite, inputs=reads, command="classify")
     probs = ", ".join(f"{c} {p:.3f}" for c, p in case.summary["probabilities"].items())
     print(f"verdict: {case.summary['verdict']}  ({probs})")
-    print(f"wrote {out}/: prediction.json, heatmap.nrrd"
+    print(f"wrote {out}/: prediction.json, heatmap.nrrd, heatmap_signed.nrrd"
           + (", texture_scores.csv" if case.scores is not None else "") + (", report.png" if options.report else ""))
     return 0
 
@@ -316,7 +320,8 @@ def cmd_demo(args) -> int:
         score = "absent" if s.texture_score is None else f"{s.texture_score:.2f}"
         print(f"  {s.muscle:>4}: texture score {score:>6}  mean FF {s.mean_ff or 0:5.1f} %  {s.volume_ml:6.1f} mL")
     print(f"wrote {out}/input (phantom water/fat/ff/muscles) and {out}/result "
-          f"(prediction.json, heatmap.nrrd, texture_scores.csv, report.png) in {time.perf_counter() - t0:.1f} s")
+          "(prediction.json, heatmap.nrrd, heatmap_signed.nrrd, texture_scores.csv, report.png) in "
+          f"{time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -330,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("classify", help="classify one Dixon volume; write verdict, heatmap, scores and a picture",
                        description="Classify one lower-leg Dixon volume and write prediction.json, heatmap.nrrd "
-                                   "(on the FF grid, values 0-1), texture_scores.csv (with --segmentation) and "
+                                   "(on the FF grid, values 0-1, 0 outside the body), heatmap_signed.nrrd (the same "
+                                   "map in logit units), texture_scores.csv (with --segmentation) and "
                                    "report.png into --out.")
     p.add_argument("--ff", metavar="FF", help="fat-fraction image (fraction 0-1 or percent, detected)")
     p.add_argument("--water", metavar="W", help="water image (with --fat, FF is derived when --ff is absent)")

@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .constants import CLASSES, DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX
+from .constants import CLASSES, DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX, LEG_VARIANTS, pooling_of
 from .errors import InputError
 from .modelcard import DEFAULT_MODEL_NAME, MODELS_DIR, default_model_path  # noqa: F401  (torch-free; re-exported)
 from .network import VARIANTS, ICAMNet, infer_variant
@@ -74,11 +74,13 @@ def new_card(variant: str, name: str | None = None, **extra) -> dict:
             "channels": "axial fat-fraction slices k-1, k, k+1 (fraction 0-1)",
             "pixel_mm": DEFAULT_PIXEL_MM,
             "size_px": DEFAULT_SIZE_PX,
-            "window": "centred on the leg (body-mask centroid), zero outside the image",
+            "window": "centred on the leg (body-mask centroid), zero outside the image"
+                      + ("; 0 outside the body after normalisation" if pooling_of(variant) == "leg" else ""),
             "normalisation": dict(DEFAULT_NORMALISATION),
         },
         "orientation": dict(CANONICAL_ORIENTATION),
-        "map": {"stages": list(VARIANTS[variant]), "upsampling": "bilinear x2, align_corners=False"},
+        "map": {"stages": list(VARIANTS[variant]), "upsampling": "bilinear x2, align_corners=False",
+                "pooling": pooling_of(variant)},
         "training": None,
         "metrics": None,
         "intended_use": "research; not for clinical use",
@@ -154,8 +156,12 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"cannot read model weights {weights_path.name}: {exc}") from None
+    pooling = (card.get("map") or {}).get("pooling", "image")  # cards written before leg pooling: "image"
+    if pooling != pooling_of(card["variant"]):
+        raise InputError(f"model card {card_path.name} says map pooling {pooling!r} but variant {card['variant']} "
+                         f"pools over the {pooling_of(card['variant'])}")
     found = infer_variant(state)
-    if found != card["variant"]:
+    if found != LEG_VARIANTS.get(card["variant"], card["variant"]):
         raise InputError(f"model card {card_path.name} says variant {card['variant']} but the weights are "
                          f"{'of variant ' + found if found else 'of no known variant'}")
     net = ICAMNet(card["variant"])

@@ -210,8 +210,12 @@ def test_to_native_is_the_engines_heatmap(leg_files):
     series = load_dixon(ff=leg_files["ff"])
     result = classify_volume(series, build_model("icam28", seed=0), device="cpu")
     for c, name in enumerate(CLASSES):
-        ours = maps.to_native(torch.from_numpy(result.class_maps[:, c]), result.geometry)
+        ours = maps.to_native(torch.from_numpy(result.class_maps[:, c]), result.geometry, series.body_mask(),
+                              "slice")
         assert np.allclose(ours, result.heatmap_for(name), atol=1e-6)
+        old = maps.to_native(torch.from_numpy(result.class_maps[:, c]), result.geometry)  # the rule before issue 12
+        assert np.allclose(np.where(series.body_mask(), old, 0) / max(old[series.body_mask()].max(), 1e-12),
+                           result.heatmap_for(name, "volume"), atol=1e-6)
     r = maps.to_native(maps.random_maps((series.n_slices, 28, 28), seed=0), result.geometry)
     assert r.shape == series.ff.shape and r.max() == pytest.approx(1.0)
 

@@ -54,7 +54,7 @@ def test_pooled_ff_is_the_block_mean():
 
 
 def test_leg_slice_normalisation_zero_outside_and_one_per_slice(leg_files):
-    from MDTextureLib.evaluation.maps import to_native, to_native_leg_slices
+    from MDTextureLib.evaluation.maps import to_native
     from MDTextureLib.io import load_dixon
     from MDTextureLib.stacks import window_for
 
@@ -64,7 +64,7 @@ def test_leg_slice_normalisation_zero_outside_and_one_per_slice(leg_files):
     raw = torch.rand(z, 8, 8) + 0.1
     raw[0] *= 10  # one hot slice: the volume rule makes the others dim, the per-slice rule does not
     body = series.body_mask()
-    per_slice = to_native_leg_slices(raw, geometry, body)
+    per_slice = to_native(raw, geometry, body, "slice")
     assert per_slice.shape == series.ff.shape
     assert float(per_slice[~body].max()) == 0.0
     for k in range(z):

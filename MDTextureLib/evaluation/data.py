@@ -157,6 +157,12 @@ class CohortData:
         idx = torch.nonzero(self.dataset.scan_of == i)[:, 0]
         return (self.dataset.stacks(idx) - mean) / std
 
+    def masks(self, i: int) -> torch.Tensor:
+        """Body masks beside the stacks of scan ``i``: (Z, 1, S, S) in [0, 1], as ``classify_volume`` builds them
+        (what a leg-pooled network needs with ``stacks(i)``)."""
+        idx = torch.nonzero(self.dataset.scan_of == i)[:, 0]
+        return self.dataset.masks(idx)
+
     def series(self, i: int) -> DixonSeries:
         return load_dixon(ff=record_path(self.records[i], "ff"))
 

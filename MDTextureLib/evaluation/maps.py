@@ -22,9 +22,9 @@ Methods (``METHODS``):
     what a map of that resolution could show at best by following fat (the ceiling row of the localisation table).
 
 Common path (the one ``VolumeResult.heatmap_for`` uses): raw map on the model window (Z, h, w) → ReLU →
-``maps_to_native`` (bilinear, inverse of the input resampling) → divided by its volume maximum, so [0, 1].
-:func:`to_native_leg_slices` is the alternative rule: zero outside the leg, each slice divided by its own maximum
-inside the leg.
+``maps_to_native`` (bilinear, inverse of the input resampling) → 0 outside the body (when given) → divided by
+its maximum per slice (the product's rule) or over the volume (the rule before issue 12, ``to_native``'s default,
+kept so results stay comparable), so [0, 1].
 
 Leg-pooled networks (``net.pooling == "leg"``, e.g. ``icam28-leg``) take the body mask on the window beside their
 input (``net(x, mask)``, ``net.forward_with_maps(x, mask)``); every function here passes it when given ``masks``
@@ -158,19 +158,19 @@ def random_maps(shape: tuple, seed: int) -> torch.Tensor:
     return torch.rand(shape, generator=g)
 
 
-def to_native(maps_zhw: torch.Tensor, geometry: StackGeometry) -> np.ndarray:
-    """ReLU → native grid → divided by the volume maximum: the heatmap a user sees, (Z, rows, cols) in [0, 1]."""
-    native = maps_to_native(torch.as_tensor(maps_zhw).float().clamp_min(0), geometry).numpy()
-    peak = float(native.max())
-    return (native / peak if peak > 0 else native).astype(np.float32)
+def to_native(maps_zhw: torch.Tensor, geometry: StackGeometry, body: np.ndarray | None = None,
+              normalisation: str = "volume") -> np.ndarray:
+    """ReLU → native grid → 0 outside ``body`` (when given) → divided by the maximum per slice or over the volume
+    (``normalisation``, as ``inference.scale_heatmap``), (Z, rows, cols) in [0, 1]. With ``body`` and
+    ``normalisation="slice"`` this is the heatmap ``classify_volume`` shows; the defaults are the rule before
+    issue 12 (no body, volume maximum), kept so results stay comparable."""
+    from ..inference import scale_heatmap
 
-
-def to_native_leg_slices(maps_zhw: torch.Tensor, geometry: StackGeometry, body_zyx: np.ndarray) -> np.ndarray:
-    """ReLU → native grid → 0 outside the leg → each slice divided by its own maximum inside the leg: [0, 1]."""
     native = maps_to_native(torch.as_tensor(maps_zhw).float().clamp_min(0), geometry).numpy()
-    native = np.where(np.asarray(body_zyx, dtype=bool), native, 0.0)
-    peak = native.max(axis=(1, 2), keepdims=True)
-    return np.divide(native, peak, out=np.zeros_like(native), where=peak > 0).astype(np.float32)
+    if body is not None:
+        native = np.where(body, native, 0.0)
+    slice_axis = 0 if geometry.orientation is None else int(geometry.orientation.axes[0])
+    return scale_heatmap(native, normalisation, slice_axis).astype(np.float32)
 
 
 def pooled_ff_maps(ff_window: torch.Tensor, map_hw: tuple) -> torch.Tensor:
@@ -180,18 +180,21 @@ def pooled_ff_maps(ff_window: torch.Tensor, map_hw: tuple) -> torch.Tensor:
 
 
 def scan_heatmaps(net, stacks: torch.Tensor, geometry: StackGeometry, class_index: int, ff_native: np.ndarray,
-                  methods=METHODS, seed: int = 0) -> tuple[dict, torch.Tensor]:
-    """Every requested method's native heatmap for one scan (the map of ``class_index``), plus the logits."""
-    logits, own = icam_maps(net, stacks, class_index)
+                  methods=METHODS, seed: int = 0, masks: torch.Tensor | None = None, body: np.ndarray | None = None,
+                  normalisation: str = "volume") -> tuple[dict, torch.Tensor]:
+    """Every requested method's native heatmap for one scan (the map of ``class_index``), plus the logits.
+    ``masks``: the body beside each stack (leg-pooled networks); ``body``, ``normalisation``: see ``to_native``.
+"""
+    logits, own = icam_maps(net, stacks, class_index, masks=masks)
     out = {}
     if "icam" in methods:
-        out["icam"] = to_native(own, geometry)
+        out["icam"] = to_native(own, geometry, body, normalisation)
     grad = [m for m in methods if m in GRADIENT_METHODS]
     if grad:
-        for m, raw in gradient_maps(net, stacks, class_index, grad).items():
-            out[m] = to_native(raw, geometry)
+        for m, raw in gradient_maps(net, stacks, class_index, grad, masks=masks).items():
+            out[m] = to_native(raw, geometry, body, normalisation)
     if "random" in methods:
-        out["random"] = to_native(random_maps(tuple(own.shape), seed), geometry)
+        out["random"] = to_native(random_maps(tuple(own.shape), seed), geometry, body, normalisation)
     if "ff" in methods:
         out["ff"] = np.clip(np.asarray(ff_native, dtype=np.float32), 0, 1)
     return out, logits

@@ -14,7 +14,8 @@ in the rotated, resized frame, with ``k = crop_px / (s·size_px)`` and the crop 
 input window samples as 0 (air in a fat-fraction image), as at inference.
 
 The intensity factor multiplies the fat fraction before the model's normalisation ``(x − mean) / std``, so it
-scales the image, not the normalised values.
+scales the image, not the normalised values. The body mask of a leg-pooled variant is moved by the same affine
+(``warp_mask``: bilinear, 0 outside the window, no intensity factor), so it stays on the leg it outlines.
 """
 
 from __future__ import annotations
@@ -99,6 +100,16 @@ def apply_augmentation(images: torch.Tensor, params: AugmentParams, crop_px: int
     grid = F.affine_grid(theta, [b, c, crop, crop], align_corners=False)
     warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return warped * params.intensity.to(device=images.device, dtype=images.dtype).view(b, 1, 1, 1)
+
+
+def warp_mask(mask: torch.Tensor, params: AugmentParams, crop_px: int | None = None) -> torch.Tensor:
+    """The body masks (B, 1, S, S) moved exactly as ``apply_augmentation`` moves their stacks (same affine,
+    bilinear, 0 outside the window) but not intensity-scaled: (B, 1, crop, crop) in [0, 1]."""
+    b, _, h, w = mask.shape
+    crop = crop_px or h
+    theta = theta_for(params, h, crop).to(mask.device)
+    grid = F.affine_grid(theta, [b, 1, crop, crop], align_corners=False)
+    return F.grid_sample(mask.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def augment(images: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:

@@ -83,7 +83,7 @@ def scan_heatmaps(ctx: Context, fold: int, i: int, native) -> dict:
         net = ctx.model(variant, fold).net
         masks = c.body_model(i) if maps.uses_mask(net) else None
         heatmaps[(variant, "icam")] = maps.to_native(own[variant][:, cl], geometry)
-        heatmaps[(variant, "icam-slice")] = maps.to_native_leg_slices(own[variant][:, cl], geometry, native.body)
+        heatmaps[(variant, "icam-slice")] = maps.to_native(own[variant][:, cl], geometry, native.body, "slice")
         for m, raw in maps.gradient_maps(net, stacks, cl, masks=masks).items():
             heatmaps[(variant, m)] = maps.to_native(raw, geometry)
     return heatmaps

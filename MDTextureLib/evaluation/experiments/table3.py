@@ -45,8 +45,7 @@ def _map_heatmaps(ctx: Context, variants, fold: int, i: int, native) -> dict:
     for variant in variants:
         class_maps = ctx.predictions(variant, fold)[i][1]
         out[variant] = maps.to_native(class_maps[:, int(c.classes[i])], c.geometry(i))
-        out[f"{variant}|slice"] = maps.to_native_leg_slices(class_maps[:, int(c.classes[i])], c.geometry(i),
-                                                            native.body)
+        out[f"{variant}|slice"] = maps.to_native(class_maps[:, int(c.classes[i])], c.geometry(i), native.body, "slice")
         size = tuple(class_maps.shape[-2:])
         ceiling = f"ff-pooled-{size[0]}"
         if ceiling not in out:
