@@ -80,7 +80,9 @@ def test_augmentation_shapes_identity_and_crop():
     assert apply_augmentation(x, sample_params(5, 40, AugmentConfig(), g)).shape == (5, 3, 40, 40)
     cfg = AugmentConfig(crop_px=24)
     assert apply_augmentation(x, sample_params(5, 40, cfg, g), crop_px=24).shape == (5, 3, 24, 24)
-    off = sample_params(5, 40, AugmentConfig(enabled=False), g)
+    from MDTextureLib.training.randomise import RandomisationConfig
+
+    off = sample_params(5, 40, AugmentConfig(enabled=False, randomisation=RandomisationConfig(enabled=False)), g)
     torch.testing.assert_close(apply_augmentation(x, off), x, atol=1e-5, rtol=0)
 
 

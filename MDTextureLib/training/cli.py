@@ -56,6 +56,10 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
                                                       "ImageNet file (.pth or .safetensors); nothing is downloaded. "
                                                       "Default: from scratch")
     g.add_argument("--no-augment", action="store_true", help="train without the §3.2 augmentation")
+    g.add_argument("--randomise", action=argparse.BooleanOptionalAction, default=True,
+                   help="acquisition randomisation: noise, bias field, in-plane resolution, slice thickness, FF "
+                        "calibration offset/scale (training/randomise.py; settings in the card's "
+                        "training.randomisation). Default on")
     g.add_argument("--pixel-mm", type=float, default=DEFAULT_PIXEL_MM,
                    help=f"model pixel size in mm (default {DEFAULT_PIXEL_MM})")
     g.add_argument("--size-px", type=int, default=DEFAULT_SIZE_PX,
@@ -72,6 +76,7 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
 def _config(args, variant: str):
     from .augment import AugmentConfig
     from .loop import TrainConfig, default_lr_steps, parse_lr_steps
+    from .randomise import RandomisationConfig
 
     if variant not in VARIANTS:
         raise InputError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
@@ -84,7 +89,9 @@ def _config(args, variant: str):
     config = TrainConfig(variant=variant, iterations=args.iterations, lr_steps=steps, batch_size=args.batch_size,
                          momentum=args.momentum, weight_decay=args.weight_decay, seed=args.seed,
                          pixel_mm=args.pixel_mm, size_px=args.size_px,
-                         augment=AugmentConfig(enabled=not args.no_augment), imagenet=args.imagenet,
+                         augment=AugmentConfig(enabled=not args.no_augment,
+                                               randomisation=RandomisationConfig(enabled=args.randomise)),
+                         imagenet=args.imagenet,
                          name=getattr(args, "name", None), precision=args.precision)
     config.check()
     return config
@@ -133,6 +140,8 @@ def training_command(args, config, command: str = "train", variants=None) -> str
         parts += ["--imagenet", _name(config.imagenet)]
     if not config.augment.enabled:
         parts.append("--no-augment")
+    if not config.augment.randomisation.enabled:
+        parts.append("--no-randomise")
     from ..constants import DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX
 
     if config.pixel_mm != DEFAULT_PIXEL_MM:
