@@ -64,9 +64,15 @@ class ICAMNet(nn.Module):
             out[name] = x
         return [out[s] for s in self.stages]
 
-    def logits(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        """Eq. (1): GAP (a mean) of each stage, concatenated, one linear layer."""
-        return self.fc(torch.cat([f.mean(dim=(2, 3)) for f in feats], dim=1))
+    def pool(self, feats: list[torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The pooled feature vector (B, D) the linear layer sees: GAP (a mean) of each stage, concatenated."""
+        if mask is not None:
+            raise NotImplementedError("masked pooling belongs to the leg variants")
+        return torch.cat([f.mean(dim=(2, 3)) for f in feats], dim=1)
+
+    def logits(self, feats: list[torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Eq. (1): one linear layer on the pooled features."""
+        return self.fc(self.pool(feats, mask))
 
     def class_maps(self, feats: list[torch.Tensor]) -> torch.Tensor:
         """Eq. (2): one map per class at the finest stage's resolution, shape (B, C, h, w).

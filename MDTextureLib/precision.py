@@ -182,19 +182,22 @@ def inference_net(net, device):
 
 
 def forward_with_maps(net, x, precision: str):
-    """Logits (B, C) and class maps (B, C, h, w), both float32: the trunk in ``precision``, the head in float32.
+    """Logits (B, C), class maps (B, C, h, w) and the pooled features (B, D) the linear layer saw, all float32:
+    the trunk in ``precision``, the head in float32.
 
-    A network without ICAMNet's ``features`` / ``logits`` / ``class_maps`` split (a stand-in with only
-    ``forward_with_maps``) runs whole in ``precision`` and its outputs are cast to float32.
+    A network without ICAMNet's ``features`` / ``pool`` / ``class_maps`` split (a stand-in with only
+    ``forward_with_maps``) runs whole in ``precision``, its outputs cast to float32, and has no pooled features
+    (None).
     """
-    if not all(hasattr(net, name) for name in ("features", "logits", "class_maps")):
+    if not all(hasattr(net, name) for name in ("features", "pool", "class_maps")):
         with autocast(precision, x.device):
             logits, maps = net.forward_with_maps(x)
-        return logits.float(), maps.float()
+        return logits.float(), maps.float(), None
     with autocast(precision, x.device):
         feats = net.features(x)
     feats = [f.float() for f in feats]
-    return net.logits(feats), net.class_maps(feats)
+    pooled = net.pool(feats)
+    return net.fc(pooled), net.class_maps(feats), pooled
 
 
 #: How close a bfloat16 answer must stay to the float32 one (the issue's guard; Testing/test_precision.py and

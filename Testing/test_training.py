@@ -231,7 +231,8 @@ def test_train_command_writes_a_loadable_model_with_log_and_curve(tiny_cohort, t
     stem = tmp_path / "models" / "tiny_icam28"
     rc = _run_cli(["train", "--data", str(tiny_cohort), "--variant", "icam28", "--out", str(stem),
                    "--iterations", "3", "--size-px", "64", "--pixel-mm", "3.0", "--half", "--quiet",
-                   "--lr-steps", "0:1e-3,2:1e-4", "--data-note", "phantom test cohort", "--precision", "fp32"])
+                   "--lr-steps", "0:1e-3,2:1e-4", "--data-note", "phantom test cohort", "--precision", "fp32",
+                   "--calibration-share", "0"])
     assert rc == 0
     model = load_model(stem.with_suffix(".json"))
     card = json.loads(stem.with_suffix(".json").read_text())
@@ -241,7 +242,7 @@ def test_train_command_writes_a_loadable_model_with_log_and_curve(tiny_cohort, t
     assert tr["iterations"] == 3 and tr["lr_steps"][1] == {"from_iteration": 2, "lr": 1e-4}
     assert tr["command"] == ("mdtexture train --data tiny --variant icam28 --out tiny_icam28 --iterations 3 "
                              "--lr-steps 0:0.001,2:0.0001 --batch-size 8 --seed 0 --pixel-mm 3 --size-px 64 "
-                             "--precision fp32 --half")
+                             "--precision fp32 --calibration-share 0 --half")
     assert tr["precision"] == "fp32"
     assert tr["data_source"] == "phantom test cohort" and tr["data"]["scans"] == 6
     log = json.loads((stem.parent / "tiny_icam28.training.json").read_text())

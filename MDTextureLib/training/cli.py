@@ -149,6 +149,8 @@ def training_command(args, config, command: str = "train", variants=None) -> str
     if config.size_px != DEFAULT_SIZE_PX:
         parts += ["--size-px", str(config.size_px)]
     parts += ["--precision", config.precision]
+    if command == "train":
+        parts += ["--calibration-share", f"{args.calibration_share:g}"]
     if getattr(args, "half", False):
         parts.append("--half")
     return shlex.join(parts)
@@ -179,7 +181,14 @@ def cmd_train(args) -> int:
         config = replace(config, precision=resolve_precision(config.precision, device))
         main = ctx is None or ctx.is_main
         records, items = _load_items(args.data)
+        calib_set = None
+        if args.calibration_share:  # the same subjects on every DDP rank: the split is seeded by --seed
+            from .calibrate import calibration_split
+
+            train_idx, calib_idx = calibration_split(items, args.calibration_share, config.seed)
         dataset = _build_dataset(items, config, args.quiet or not main)
+        if args.calibration_share:
+            dataset, calib_set = dataset.subset(train_idx), dataset.subset(calib_idx)
         if main:
             d = dataset.describe()
             print(f"training {config.variant} on {d['scans']} scans / {d['slices']} slices of {d['subjects']} "
@@ -189,6 +198,7 @@ def cmd_train(args) -> int:
                   + (f", {ctx.world_size} processes ({ctx.backend})" if ctx else ""), file=sys.stderr)
         result = train(dataset, config, device=device, progress=not args.quiet, dist=ctx)
         if main:
+            _calibrate(result.model, dataset, calib_set, device, config.precision)
             tr = result.model.card["training"]
             tr["command"] = training_command(args, config)
             if ctx is not None:
@@ -207,6 +217,23 @@ def cmd_train(args) -> int:
     finally:
         shutdown(ctx)
     return 0
+
+
+def _calibrate(model, train_set, calib_set, device, precision: str) -> None:
+    """Temperature and unfamiliar-input statistics from the calibration split (card keys left null without one)."""
+    if calib_set is None:
+        model.card["calibration"] = model.card["unfamiliar"] = None
+        print("no calibration split (--calibration-share 0): probabilities uncalibrated, no unfamiliar-input score",
+              file=sys.stderr)
+        return
+    from .calibrate import calibrate_model
+
+    fit = calibrate_model(model, train_set, calib_set, device=device, precision=precision)
+    c, u = fit["calibration"], fit["unfamiliar"]
+    print(f"calibration on {c['n_scans']} held-out scans of {c['subjects']} subjects: temperature "
+          f"{c['temperature']:.3f}, NLL {c['nll_before']:.3f} → {c['nll_after']:.3f}, ECE {c['ece_before']:.3f} → "
+          f"{c['ece_after']:.3f}; unfamiliar threshold {u['threshold']:.2f} ({u['threshold_rule']})",
+          file=sys.stderr)
 
 
 def _check_model_out(stem: Path, overwrite: bool) -> None:
@@ -388,6 +415,10 @@ def register(subparsers) -> None:
                                                        "(e.g. the phantom command)")
     p.add_argument("--intended-use", default="research; not for clinical use", metavar="TEXT",
                    help="intended-use statement for the card")
+    p.add_argument("--calibration-share", type=float, default=0.2, metavar="F",
+                   help="share of the subjects held out of training (per class, at least one subject of each class "
+                        "with two or more) to fit the probability temperature and the unfamiliar-input threshold "
+                        "(default 0.2; 0: no calibration, no unfamiliar score)")
     _add_training_args(p)
     p.set_defaults(func=cmd_train)
 
