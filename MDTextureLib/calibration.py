@@ -150,6 +150,8 @@ def ledoit_wolf(centred: np.ndarray) -> tuple[np.ndarray, float]:
     n, p = x.shape
     s = x.T @ x / n
     mu = np.trace(s) / p
+    if mu <= 0:  # every row zero: nothing to estimate
+        return np.eye(p), 1.0
     d2 = float(np.sum((s - mu * np.eye(p)) ** 2))
     # b̄² = (1/n²) Σ_k ||x_k x_kᵀ − S||²_F with ||x xᵀ − S||² = ||x||⁴ − 2 xᵀSx + ||S||²
     sq = np.sum(x * x, axis=1)
@@ -171,7 +173,8 @@ def fit_unfamiliar(features: np.ndarray, labels: np.ndarray, n_classes: int) -> 
         means[c] = x[labels == c].mean(axis=0)
     centred = x - means[labels]
     var = centred.var(axis=0)
-    scale = np.sqrt(var + VARIANCE_FLOOR * max(float(var.mean()), 1e-12))
+    # no spread within any class (one scan per class): unit scales and, below, the identity — a Euclidean distance
+    scale = np.sqrt(var + VARIANCE_FLOOR * var.mean()) if var.mean() > 0 else np.ones_like(var)
     cov, shrinkage = ledoit_wolf(centred / scale)
     precision = np.linalg.inv(cov) / np.outer(scale, scale)
     return {"means": means.astype(np.float32), "precision": ((precision + precision.T) / 2).astype(np.float32),

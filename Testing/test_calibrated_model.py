@@ -159,3 +159,21 @@ def test_calibration_split_is_by_subject_and_per_class():
               SimpleNamespace(subject="c", class_name="CMD")]
     with pytest.raises(InputError, match="calibration-share 0"):
         calibration_split(lonely, 0.2, seed=0)  # only CMD could give a subject: one class is no calibration
+
+
+def test_crossval_folds_calibrate_on_their_own_training_subjects():
+    from test_training import PIXEL, SIZE, easy_series
+
+    from MDTextureLib.constants import CLASSES
+    from MDTextureLib.training import ScanItem, TrainConfig
+    from MDTextureLib.training.crossval import cross_validate
+
+    items = [ScanItem(f"s{i}", f"s{i}", c, easy_series(c, i)) for i, c in enumerate(CLASSES * 3)]
+    folds = [([j for j in range(9) if j // 3 != k], [3 * k, 3 * k + 1, 3 * k + 2]) for k in range(3)]
+    config = TrainConfig(variant="icam28", iterations=2, lr_steps=((0, 1e-2),), pixel_mm=PIXEL, size_px=SIZE)
+    out = cross_validate(items, folds, [config], device="cpu", progress=False, log=lambda s: None,
+                         calibration_share=0.3)["icam28"]["folds"]
+    for fold in out:
+        assert set(fold["calibration_subjects"]) <= set(fold["train_subjects"])  # never a test subject
+        assert set(fold["calibration_subjects"]).isdisjoint(fold["test_subjects"])
+        assert fold["temperature"] > 0 and 0 <= fold["test_ece"] <= 1 and 0 <= fold["test_flagged_unfamiliar"] <= 1

@@ -104,3 +104,9 @@ def test_far_feature_vector_is_flagged_training_points_are_not():
     assert (cal.unfamiliar_scores(far, stats) > threshold).all()
     assert (cal.unfamiliar_scores(noisy, stats) > threshold).all()
     assert cal.unfamiliar_threshold(np.arange(101.0), 99) == pytest.approx(99.0)
+
+
+def test_one_scan_per_class_falls_back_to_the_euclidean_distance():
+    x = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 5.0]])
+    stats = cal.fit_unfamiliar(x, np.array([0, 1, 2]), 3)
+    np.testing.assert_allclose(cal.unfamiliar_scores(np.array([[0.0, 1.0], [3.0, 2.0]]), stats), [1.0, 2.0])

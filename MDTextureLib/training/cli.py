@@ -128,6 +128,8 @@ def training_command(args, config, command: str = "train", variants=None) -> str
     parts = ["mdtexture", command, "--data", _name(args.data)]
     if command == "crossval":
         parts += ["--folds", str(args.folds), "--fold-seed", str(args.fold_seed), "--variant", *variants]
+        if args.calibration_share:
+            parts += ["--calibration-share", f"{args.calibration_share:g}"]
     else:
         parts += ["--variant", config.variant]
     parts += ["--out", _name(args.out), "--iterations", str(config.iterations), "--lr-steps", _schedule(config),
@@ -293,7 +295,8 @@ def cmd_crossval(args) -> int:
                     inputs=[args.data, args.imagenet]) as tmp:
         results = cross_validate(items, folds, configs, dataset=dataset, device=device, progress=not args.quiet,
                                  models_dir=(tmp / "models") if args.keep_models else None,
-                                 log=lambda s: print(s, file=sys.stderr))
+                                 log=lambda s: print(s, file=sys.stderr),
+                                 calibration_share=args.calibration_share)
         meta = {"command": training_command(args, configs[0], "crossval", variants), "data_source": args.data_note or Path(args.data).name,
                 "folds": args.folds, "fold_seed": args.fold_seed, "split": "by subject, stratified by class",
                 "subjects": n_subjects, "scans": len(items), "slices": len(dataset),
@@ -437,6 +440,10 @@ def register(subparsers) -> None:
     p.add_argument("--data-note", metavar="TEXT", help="how the data were made, recorded in the report")
     p.add_argument("--record-in-card", nargs="+", metavar="CARD",
                    help="add the figures of the card's variant to these model cards (metrics.crossval) at the end")
+    p.add_argument("--calibration-share", type=float, default=0.0, metavar="F",
+                   help="hold this share of each fold's training subjects out to calibrate the fold's model "
+                        "(temperature, unfamiliar threshold) and report test ECE and the share of test scans "
+                        "flagged unfamiliar per fold (default 0: off, every training subject trains)")
     _add_training_args(p)
     p.set_defaults(func=cmd_crossval)
 
