@@ -283,6 +283,16 @@ def test_quick_evaluate_all_end_to_end(tiny_cohort, tmp_path):
         assert 0.5 < ff_row["pixel_auc"]["mean"] <= 1  # fat marks involvement in the phantom
         assert {"icam28/icam", "icam28/gradcam", "icam14/layercam", "resnet7/gradcam++",
                 "reference/random"} <= set(loc["summary"])
+        ceiling = loc["summary"]["reference/ff-pooled-8"]  # the FF image pooled to ICAM-28's map grid (8² on 64 px)
+        assert 0 <= ceiling["all"]["muscles"]["pixel_auc"]["mean"] <= 1
+        uniform = loc["summary"]["reference/random"]["DMD"]["specific_ratio"]["mean"]
+        assert 0.5 < uniform < 1.5  # a structureless map gives Per about its voxel share
+        assert "### Headline" in (out / "localisation" / "localisation.md").read_text()
+        t3 = json.loads((out / "table3" / "table3.json").read_text())["headline"]
+        assert {"icam28", "icam28|slice", "ff-pooled-8", "muscle mean FF"} <= set(t3)
+        cal = json.loads((out / "calibration" / "calibration.json").read_text())["results"]["icam28"]
+        assert cal["pooled_none"]["n_scans"] == 12 and 0 <= cal["pooled_none"]["ece"] <= 1
+        assert "body cues: `unknown`" in (out / "calibration" / "calibration.md").read_text()
         # plain CAM and Grad-CAM at layer4 give the same heatmap, so the same scores
         cam, grad = loc["summary"]["resnet7/icam"]["all"]["muscles"], loc["summary"]["resnet7/gradcam"]["all"]["muscles"]
         assert cam["pixel_auc"]["mean"] == pytest.approx(grad["pixel_auc"]["mean"], abs=1e-4)
@@ -303,8 +313,8 @@ def test_quick_evaluate_all_end_to_end(tiny_cohort, tmp_path):
                        "--quiet"])
         assert args.func(args) == 0
         keys = set(json.loads((only / "localisation.json").read_text())["summary"])
-        assert keys == {"reference/random", "reference/ff", "icam28/icam", "icam28/gradcam", "icam28/gradcam++",
-                        "icam28/layercam"}
+        assert keys == {"reference/random", "reference/ff", "reference/ff-pooled-8", "icam28/icam",
+                        "icam28/icam-slice", "icam28/gradcam", "icam28/gradcam++", "icam28/layercam"}
     finally:
         torch.set_num_threads(threads)
 
