@@ -253,6 +253,10 @@ def cmd_batch(args) -> int:
                 row.update(verdict=case.summary["verdict"], n_slices=case.summary["n_slices"],
                            ff_unit=case.summary["ff_unit_detected"], error="")
                 row.update({f"p_{c}": f"{p:.4f}" for c, p in case.summary["probabilities"].items()})
+                unfamiliar = case.summary.get("unfamiliar")
+                row.update(calibrated="yes" if case.summary.get("calibrated") else "no",
+                           unfamiliar_score="" if not unfamiliar else f"{unfamiliar['score']:.2f}",
+                           unfamiliar="" if not unfamiliar else ("FLAGGED" if unfamiliar["flagged"] else "no"))
                 for s in case.scores or []:
                     row[f"score_{s.muscle}"] = "" if s.texture_score is None else f"{s.texture_score:.4f}"
                 row["legs"] = "; ".join(f"{leg['side']} {leg['verdict']} {max(leg['probabilities'].values()):.2f}"
@@ -266,7 +270,8 @@ def cmd_batch(args) -> int:
                 row = {"subject": folder.name, "verdict": "", "error": _one_line(exc).replace(str(tmp), args.out)}
                 print(f"mdtexture: error: {folder.name}: {row['error']}", file=sys.stderr)
             rows.append(row)
-        columns = ["subject", "verdict"] + [f"p_{c}" for c in CLASSES] + ["n_slices", "ff_unit"]
+        columns = ["subject", "verdict"] + [f"p_{c}" for c in CLASSES] + ["calibrated", "unfamiliar_score",
+                                                                        "unfamiliar", "n_slices", "ff_unit"]
         columns += sorted({k for r in rows for k in r if k.startswith("score_")}, key=_score_col_order)
         columns += ["legs", "warnings", "error"]
         with open(tmp / "summary.csv", "w", newline="", encoding="utf-8") as fh:

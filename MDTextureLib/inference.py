@@ -5,6 +5,10 @@ Every leg is shown to the network as the model card's canonical leg (``orientati
 left legs mirrored in x), each in its own window centred on it, with the other leg blanked (FF 0, as air). The maps
 go back exactly: mirror and window by the inverse affine, axis order by the inverse permutation.
 
+Calibrated models (card keys ``calibration`` / ``unfamiliar``, see :mod:`.calibration`) divide every logit by the
+card's temperature before the softmax, and score each leg's pooled features against the training scans; a leg
+above the card's threshold gets a warning. Older models give raw probabilities and no score, and say so.
+
 Two legs, one verdict: the top-level verdict, probabilities and per-slice probabilities are those of the MORE
 ABNORMAL leg (the lower probability of ``normal``); when the legs' verdicts differ a warning says so. Each leg's own
 verdict is in ``legs``.
@@ -18,6 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import calibration as cal
 from .constants import CLASSES, DEFAULT_HEATMAP_NORMALISATION, HEATMAP_NORMALISATIONS
 from .errors import InputError
 from .io import DixonSeries, Grid
@@ -60,6 +65,7 @@ class LegResult:
     target_class: str
     warnings: list = field(default_factory=list)
     pooled: np.ndarray | None = None  # (Z, D) float32: the feature vector the linear layer saw, per slice
+    unfamiliar: dict | None = None  # {score, threshold, flagged}; None when the model has no unfamiliar statistics
 
     @property
     def verdict(self) -> str:
@@ -68,6 +74,7 @@ class LegResult:
     def summary(self) -> dict:
         return {"side": self.side, "side_from": self.side_source, "verdict": self.verdict,
                 "probabilities": _rounded(self.probabilities), "target_class": self.target_class,
+                "unfamiliar": self.unfamiliar,
                 "mirrored": bool(self.geometry.mirror_x),
                 "per_slice": [{"slice": k, **_rounded(row)} for k, row in enumerate(self.slice_probabilities)],
                 "warnings": list(self.warnings)}
@@ -98,6 +105,7 @@ class VolumeResult:
     pooling: str = "image"  # the model's pooling: "image" (GAP over the window) or "leg" (over the body mask)
     normalisation: str = DEFAULT_HEATMAP_NORMALISATION  # HEATMAP_NORMALISATIONS
     pooled: np.ndarray | None = None  # (Z, D) the verdict leg's pooled feature vectors
+    temperature: float | None = None  # the card's calibration temperature; None: probabilities uncalibrated
     _heatmaps: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -186,6 +194,12 @@ class VolumeResult:
         return {
             "verdict": self.verdict,
             "probabilities": _rounded(self.probabilities),
+            "calibrated": self.temperature is not None,
+            "temperature": self.temperature,
+            "probabilities_rule": ("mean over slices of softmax(logits / temperature), temperature fitted on held-out "
+                                   "training subjects" if self.temperature is not None else
+                                   "mean over slices of softmax(logits); this model carries no calibration"),
+            "unfamiliar": self.verdict_leg.unfamiliar if self.legs else None,
             "target_class": self.target_class,
             "per_slice": [{"slice": k, **_rounded(row)} for k, row in enumerate(self.slice_probabilities)],
             "n_slices": int(self.slice_probabilities.shape[0]),
@@ -313,8 +327,9 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
             pooled.append(pl)
             if progress is not None:
                 progress(min(start + batch_size, n), n)
-        logits_t = torch.cat(logits)
-        slice_probs = torch.softmax(logits_t.float(), dim=1).cpu().numpy()
+        logits_t = torch.cat(logits).float()
+        temperature = model.temperature
+        slice_probs = torch.softmax(logits_t / (temperature or 1.0), dim=1).cpu().numpy()
         class_maps = torch.cat(maps).float().cpu().numpy()
         pooled_np = torch.cat(pooled).cpu().numpy() if all(p is not None for p in pooled) else None
         empty = model.net.empty_mask(body_windows, class_maps.shape[-2:]) if hasattr(model.net, "empty_mask") \
@@ -329,9 +344,12 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
                                  class_maps=class_maps[i * z:(i + 1) * z], geometry=geometry, columns=leg.columns,
                                  target_class=target_class or CLASSES[int(np.argmax(probs))],
                                  warnings=list(leg.warnings) + _empty_window_warning(empty, i, z),
-                                 pooled=None if pooled_np is None else pooled_np[i * z:(i + 1) * z]))
+                                 pooled=None if pooled_np is None else pooled_np[i * z:(i + 1) * z],
+                                 unfamiliar=leg_unfamiliar(model, pooled_np, i * z, (i + 1) * z)))
     lead = more_abnormal(results)
     for r in results:
+        if r.unfamiliar is not None and r.unfamiliar["flagged"]:
+            r.warnings.append(unfamiliar_warning(r.unfamiliar, (model.card.get("unfamiliar") or {}).get("percentile")))
         notes += [(f"{r.side} leg: {w}" if len(results) > 1 else w) for w in r.warnings]
     if len({r.verdict for r in results}) > 1:
         notes.append("the legs disagree: " + ", ".join(
@@ -344,7 +362,7 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
                         target_class=target_class or lead.verdict, model_name=model.name,
                         model_sha256=model.sha256, ff_unit=series.ff_unit, warnings=notes, legs=results,
                         orientation=orient, precision=precision, body=series.body_mask(), pooling=pooling,
-                        normalisation=normalisation, pooled=lead.pooled)
+                        normalisation=normalisation, pooled=lead.pooled, temperature=temperature)
 
 
 def _empty_window_warning(empty: torch.Tensor | None, leg_index: int, z: int) -> list:
@@ -356,3 +374,21 @@ def _empty_window_warning(empty: torch.Tensor | None, leg_index: int, z: int) ->
         return []
     return [f"{len(slices)} slice(s) ({', '.join(map(str, slices[:8]))}{', …' if len(slices) > 8 else ''}) have "
             "no body in the model window: their probabilities come from a blank input and mean nothing"]
+
+
+def leg_unfamiliar(model: Model, pooled: np.ndarray | None, start: int, stop: int) -> dict | None:
+    """``{score, threshold, flagged}`` of one leg (its slices ``start:stop``), or None when the model has no
+    unfamiliar statistics (or the network gives no pooled features)."""
+    stats = model.unfamiliar_stats
+    if stats is None or pooled is None:
+        return None
+    score = float(cal.unfamiliar_scores(pooled[start:stop].mean(axis=0), stats)[0])
+    return {"score": round(score, 4), "threshold": round(stats["threshold"], 4),
+            "flagged": bool(score > stats["threshold"])}
+
+
+def unfamiliar_warning(unfamiliar: dict, percentile: float | None = None) -> str:
+    below = f" that {percentile:g} % of held-out training scans stay below" if percentile is not None else ""
+    return (f"unfamiliar input: the network's features lie at distance {unfamiliar['score']:.1f} (Mahalanobis) from "
+            f"the training scans, above the threshold {unfamiliar['threshold']:.1f}{below}; the scan is unlike the "
+            "data the model was trained on, so the verdict, probabilities and map may not apply")

@@ -166,6 +166,9 @@ def test_batch_summary_with_a_failing_subject(tmp_path, model_files, capsys):
     prediction = json.loads((tmp_path / "res" / "s0" / "prediction.json").read_text())
     assert rows["s0"]["legs"].startswith(f"right {prediction['legs'][0]['verdict']} ")
     assert rows["s0"]["warnings"] == " | ".join(prediction["warnings"]) and "untrained" in rows["s0"]["warnings"]
+    # an old (uncalibrated) model: no temperature, no unfamiliar score, and the table says so
+    assert rows["s0"]["calibrated"] == "no" and rows["s0"]["unfamiliar_score"] == rows["s0"]["unfamiliar"] == ""
+    assert prediction["calibrated"] is False and prediction["unfamiliar"] is None
 
 
 def test_console_script_help_is_readable():

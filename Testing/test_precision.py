@@ -86,11 +86,13 @@ def test_bf16_trunk_float32_head_keeps_the_mean_identity():
     x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         logits, maps, pooled = precision.forward_with_maps(net, x, "bf16")
-        reference, _, _ = precision.forward_with_maps(net, x, "fp32")
-        torch.testing.assert_close(net.fc(pooled), logits)
+        reference, _, reference_pooled = precision.forward_with_maps(net, x, "fp32")
     assert pooled.dtype == torch.float32 and pooled.shape == (2, net.fc.in_features)
     assert logits.dtype == maps.dtype == torch.float32
     torch.testing.assert_close(maps.mean(dim=(2, 3)), logits - net.fc.bias, atol=1e-5, rtol=1e-5)
+    with torch.inference_mode():
+        torch.testing.assert_close(net.fc(pooled), logits)  # the pooled vector is what the linear layer saw
+    assert pooled.shape == (2, 128 + 256) and 0 < (pooled - reference_pooled).abs().max() < 0.1
     assert 0 < (logits - reference).abs().max() < 0.1  # bf16 did run, and stayed close
 
 

@@ -146,6 +146,7 @@ class TrainConfig:
         d = asdict(self)
         d["lr_steps"] = [{"from_iteration": i, "lr": lr} for i, lr in self.lr_steps]
         d["augment"] = self.augment.as_dict()
+        d["randomisation"] = self.augment.randomisation.as_dict()
         d["normalisation"] = {"mean": self.normalisation[0], "std": self.normalisation[1]}
         d["imagenet"] = Path(self.imagenet).name if self.imagenet else None
         return d
@@ -297,6 +298,7 @@ def train(dataset: SliceDataset, config: TrainConfig, device: str | torch.device
         "sampling": "shuffled epochs over all training slices",
         "initialisation": init_note,
         "augmentation": config.augment.as_dict(),
+        "randomisation": config.augment.randomisation.as_dict(),
         "seed": config.seed,
         "epochs_seen": round(config.iterations * config.batch_size / len(dataset), 2),
         "data": dataset.describe(),
