@@ -12,7 +12,6 @@ Modules:
 - :mod:`.embedding` — 24×24 patches at heatmap maxima and their t-SNE embedding (Fig. 6).
 - :mod:`.experiments` — one module per experiment: Table 1, Table 2, Fig. 3, Fig. 6, Table 3, localisation,
   randomisation, calibration (ECE), families (leave one pattern family out) (package; `run` in its `__init__`).
-- :mod:`.calibration_fallback` — temperature scaling and ECE for a build without :mod:`MDTextureLib.calibration`.
 - :mod:`.cli` — ``mdtexture evaluate …``.
 
 Everything here runs on phantom (synthetic) data unless a user points it at real data; results are labelled so.

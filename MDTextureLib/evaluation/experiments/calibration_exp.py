@@ -17,10 +17,7 @@ import numpy as np
 from .common import VARIANT_LABELS, md_table, num, pct, plt_module, summary, write_json
 from .context import Context, md_header
 
-try:  # the project's calibration maths (MDTextureLib.calibration); the fallback below goes once it is merged
-    from ...calibration import expected_calibration_error, fit_temperature, group_probabilities
-except ImportError:  # pragma: no cover - exercised only on a build without MDTextureLib.calibration
-    from ..calibration_fallback import expected_calibration_error, fit_temperature, group_probabilities
+from ...calibration import expected_calibration_error, fit_temperature, group_probabilities
 
 
 def fold_outputs(ctx: Context, variant: str, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -187,16 +187,12 @@ class Context:
 
     def _calibration_split(self, train_idx: np.ndarray, seed: int, stem: str) -> tuple[np.ndarray, np.ndarray]:
         """(scans to train on, scans to calibrate on): ``calibration_share`` of the training subjects held out, as
-        ``mdtexture train`` does, when the project's calibration code is present; else no calibration."""
+        ``mdtexture train`` does; none when the share is 0 or the subjects are too few (noted)."""
         share = self.settings.calibration_share
         none = (train_idx, train_idx[:0])
         if not share:
             return none
-        try:
-            from ...training.calibrate import calibration_split
-        except ImportError:  # calibration not part of this build: networks stay uncalibrated, and say so
-            self._note("the networks trained here are not calibrated (no training.calibrate in this build)")
-            return none
+        from ...training.calibrate import calibration_split
         try:
             fit, calib = calibration_split([self.cohort.items[i] for i in train_idx], share, seed)
         except InputError as e:
