@@ -21,7 +21,7 @@ from MDTextureLib.phantom.anatomy import AREA_PROFILE, REGIONS, ZFRAC_KNOTS
 from MDTextureLib.phantom.confounds import body_traits, cv_accuracy, first_order_stats
 from MDTextureLib.phantom.subject import draw_subject
 
-SMALL = dict(matrix=112, pixel_mm=1.5)
+SMALL = dict(matrix=112, pixel_mm=1.5, body_cues="texture")
 BODY = ("age", "circumference_cm", "muscle_scale", "fat_mm", "skin_mm", "aspect", "base_ff", "marrow_ff",
         "position", "pattern_scale", "level_u", "egg", "layout")
 
@@ -221,3 +221,20 @@ def test_body_traits_measure_a_constructed_leg():
     assert abs(t["subcutaneous_fat_mm"] - 10.0) < 0.6
     assert abs(t["marrow_ff"] - 0.8) < 1e-6
     assert abs(t["muscle_bone_ratio"] - (50 ** 2 - 10 ** 2) / 10 ** 2) < 1.5
+
+
+def test_cohort_stats_reports_the_audit_and_skips_body_traits_without_water_fat(tmp_path):
+    from MDTextureLib.phantom.stats import cohort_stats, format_report
+
+    write_cohort(tmp_path / "c", subjects=6, seed=4, scans_per_subject=1, classes=("DMD", "CMD"), n_slices=3,
+                 matrix=144, pixel_mm=1.5, workers=1, progress=False)
+    recs = read_cohort(tmp_path / "c")
+    st = cohort_stats(recs, n_folds=2, k=1)
+    for key in ("body_traits", "first_order"):
+        for d in st["confounds"][key]["dmd_vs_cmd"].values():
+            assert d["scans"] == 6 and 0.0 <= d["accuracy_mean_over_folds"] <= 1.0
+    assert st["body_cues"] == "texture" and sum(st["pattern_families"].values()) == 6
+    assert "Confound audit" in format_report(st)
+    (recs[0].folder / "water.nrrd").unlink()
+    st = cohort_stats(read_cohort(tmp_path / "c"), n_folds=2, k=1)
+    assert "skipped" in st["confounds"]["body_traits"] and "dmd_vs_cmd" in st["confounds"]["first_order"]

@@ -102,9 +102,13 @@ def cv_accuracy(records, features, classes=("DMD", "CMD"), n_folds=4, seed=0, me
 
 
 def confound_report(records, body, first, n_folds=4, seed=0, k=5) -> dict:
-    """DMD-vs-CMD accuracies from body traits alone and from first-order statistics alone (both classifiers)."""
+    """DMD-vs-CMD accuracies from body traits alone and from first-order statistics alone (both classifiers).
+    ``body`` None (no water / fat images): the body-trait audit is left out and says so."""
     out = {}
     for name, table, cols in (("body_traits", body, BODY_FEATURES), ("first_order", first, FIRST_ORDER_FEATURES)):
+        if table is None:
+            out[name] = {"features": list(cols), "skipped": "no water.nrrd / fat.nrrd: the bone cortex cannot be found"}
+            continue
         x = np.array([[row[c] for c in cols] for row in table])
         out[name] = {"features": list(cols),
                      "dmd_vs_cmd": {m: cv_accuracy(records, x, ("DMD", "CMD"), n_folds, seed, m, k)

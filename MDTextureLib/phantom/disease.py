@@ -43,7 +43,7 @@ COMMON_LEVEL = dict(h0=0.42, h1=0.42, t_sat=0.65, fringe=0.45, rank_ramp=True)  
 #: Texture cohort: the leg's mean excess FF (fraction) is BURDEN_SCALE * severity ** BURDEN_POWER (0.1 -> +1.5 %,
 #: 0.5 -> +20 %, 0.9 -> +52 %), whatever the subtype.
 BURDEN_SCALE, BURDEN_POWER = 0.62, 1.6
-INVOLVEMENT_POWER = 0.75
+INVOLVEMENT_POWER = 0.6
 
 
 def severity_knots(subtype: str, muscle: str):

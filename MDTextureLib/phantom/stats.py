@@ -82,9 +82,8 @@ def cohort_stats(records, n_folds=4, seed=0, k=5, progress=False) -> dict:
         a = read_scan_arrays(r)
         ffs.append(scan_mean_ff(r, a))
         first.append(first_order_stats(a["ff"], a["labels"]))
-        if a["signal"] is None:
-            raise InputError(f"scan folder {r.folder.name} has no water.nrrd / fat.nrrd; the body-trait audit needs them")
-        body.append(body_traits(a["ff"], a["labels"], a["signal"], a["pixel_mm"]))
+        # the cortex is found in water + fat; without them (FF-only cohorts) the body-trait audit is left out
+        body.append(None if a["signal"] is None else body_traits(a["ff"], a["labels"], a["signal"], a["pixel_mm"]))
     mff = np.array([f["all"] for f in ffs])
     sol = np.array([f["Sol"] for f in ffs])
     by = {c: [i for i, r in enumerate(records) if r.class_name == c] for c in CLASSES}
@@ -105,11 +104,11 @@ def cohort_stats(records, n_folds=4, seed=0, k=5, progress=False) -> dict:
     out["soleus_mff_knn"] = knn_cv(records, sol, n_folds, seed, k, tuple(present))
     if by["DMD"] and by["CMD"]:
         out["mff_knn_dmd_vs_cmd"] = knn_cv(records, mff, n_folds, seed, k, ("DMD", "CMD"))
-        out["confounds"] = confound_report(records, body, first, n_folds, seed, k)
+        out["confounds"] = confound_report(records, None if None in body else body, first, n_folds, seed, k)
         out["confounds"]["targets_texture_cohort"] = {"body_traits": 0.60, "first_order": 0.65, "mff_knn": 0.60}
     out["per_scan"] = [{"subject": r.subject, "scan": r.scan, "class": r.class_name, "subtype": r.subtype,
                         "pattern_family": r.pattern_family, "mean_ff_percent": round(float(a), 3),
-                        "soleus_ff_percent": round(float(s), 3), **{n: round(v, 4) for n, v in {**b, **f}.items()}}
+                        "soleus_ff_percent": round(float(s), 3), **{n: round(v, 4) for n, v in {**(b or {}), **f}.items()}}
                        for r, a, s, b, f in zip(records, mff, sol, body, first)]
     out["paper_mff_knn_accuracy_percent"] = 48.6
     return out
@@ -169,6 +168,9 @@ def confound_lines(c: dict) -> list:
          "| features | classifier | accuracy mean over folds | min fold | max fold |", "|---|---|---|---|---|"]
     for key, name in (("body_traits", "body traits (" + ", ".join(c["body_traits"]["features"]) + ")"),
                       ("first_order", "first-order FF (" + ", ".join(c["first_order"]["features"]) + ")")):
+        if "skipped" in c[key]:
+            L.append(f"| {name} | skipped: {c[key]['skipped']} | | | |")
+            continue
         for method, d in c[key]["dmd_vs_cmd"].items():
             L.append(f"| {name} | {method} | {100 * d['accuracy_mean_over_folds']:.1f} % | "
                      f"{100 * d['accuracy_min_fold']:.1f} % | {100 * d['accuracy_max_fold']:.1f} % |")
