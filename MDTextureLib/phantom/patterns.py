@@ -32,6 +32,7 @@ PATTERN_FAMILIES = {
 REALISTIC_FAMILY = {"DMD": "dmd-patchy-coarse", "COL6": "cmd-rim-muscle", "LAMA2": "cmd-diffuse", "none": "normal"}
 ALL_FAMILIES = tuple(f for fams in PATTERN_FAMILIES.values() for f in fams)
 GASTROCNEMIUS_SIDE = ("Sol", "LG", "MG")
+RAGGED = 1.0          # mm of pixel-scale noise on a rim's inner edge (texture cohort)
 
 
 def check_family(subtype: str, family: str) -> str:
@@ -54,11 +55,12 @@ def _inplane_distance(mask: np.ndarray, pixel_mm: float) -> np.ndarray:
     return d[:, 1:-1, 1:-1].astype(np.float32)
 
 
-def family_scores(family, reg, fascia, d_boundary, d_interface, pixel_mm, rng, scale=1.0):
+def family_scores(family, reg, fascia, d_boundary, d_interface, pixel_mm, rng, scale=1.0, ragged=False):
     """Per-voxel score fields of a family over the box: (common score, score for Sol/LG/MG or None).
 
     The two base fields are always drawn first and in the same order, so a family that needs no more leaves the
-    random stream exactly where the phantom always left it (the realistic cohort keeps its images).
+    random stream exactly where the phantom always left it (the realistic cohort keeps its images). ``ragged``
+    (texture cohort) roughens the rims' inner edges at the pixel scale.
     """
     shape = reg.shape
     coarse = smooth_field(rng, shape, (1.0, 2.0 * scale / pixel_mm, 2.0 * scale / pixel_mm))   # ~5 mm patches
@@ -73,15 +75,19 @@ def family_scores(family, reg, fascia, d_boundary, d_interface, pixel_mm, rng, s
     if family == "dmd-confluent":
         big = smooth_field(rng, shape, (2.0, 5.0 * scale / pixel_mm, 5.0 * scale / pixel_mm))
         return -(0.85 * big + 0.35 * coarse + 0.2 * fine), None, fine
+    # the rims' inner edges are ragged at the pixel scale too (RAGGED * fine), as fine as the DMD patches' edges, so
+    # the point-spread blur -- which lowers the FF spread of fine patterns -- does not tell rims from patches
     if family == "cmd-rim-muscle":
-        return d_boundary + 1.2 * coarse, np.minimum(d_boundary, 0.5 * d_interface) + 1.2 * coarse, fine
+        rag = RAGGED * fine if ragged else 0.0      # the realistic cohort keeps its smooth rims
+        return (d_boundary + 1.2 * coarse + rag, np.minimum(d_boundary, 0.5 * d_interface) + 1.2 * coarse + rag,
+                fine)
     if family == "cmd-rim-compartment":
         inside = ndimage.binary_fill_holes(reg > 0, structure=_inplane_cross())
-        return _inplane_distance(inside, pixel_mm) + 1.2 * coarse, None, fine
+        return _inplane_distance(inside, pixel_mm) + 1.2 * coarse + RAGGED * fine, None, fine
     if family == "cmd-rim-fascia":
         # distance to the septa between muscles; where a slice has no septum the field is flat (noise decides)
         d = _inplane_distance(~fascia, pixel_mm)
-        return np.minimum(d, 60.0) + 1.2 * coarse, None, fine
+        return np.minimum(d, 60.0) + 1.2 * coarse + RAGGED * fine, None, fine
     if family == "cmd-diffuse":
         return -(0.75 * fine + 0.35 * coarse), None, fine
     raise InputError(f"unknown pattern family {family!r}; expected one of {', '.join(ALL_FAMILIES)}")
@@ -117,7 +123,7 @@ def place_disease(region, fascia, d_boundary_mm, d_interface_mm, zfrac, targets,
     reg = region[box]
     core_vox = ~fascia[box]
     score_common, score_gas, fine = family_scores(family, reg, fascia[box], d_boundary_mm[box], d_interface_mm[box],
-                                                  pixel_mm, rng, scale)
+                                                  pixel_mm, rng, scale, level is not None and level["rank_ramp"])
     # Physiological fat: low, slightly marbled (intramuscular fat and fascicle septa).
     base = (base_ff * (1.0 + 0.3 * fine)).clip(0.002, None).astype(np.float32)
     ffb = np.where(reg > 0, base, 0.0).astype(np.float32)

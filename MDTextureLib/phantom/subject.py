@@ -123,7 +123,7 @@ def draw_subject(rng: np.random.Generator, class_name: str, age=None, severity=N
         fat *= 1.0 + 0.4 * x[0]
         marrow_ff = float(np.clip(marrow_ff + 0.08 * (x[1] - 0.5), 0.5, 0.95))
         # healthy muscle FF varies between people (facts §1b: 3 +- 1 % child, 4 +- 1.5 % adult)
-        base_ff = float(np.clip(base_ff + 0.016 * (x[6] - 0.5), 0.01, 0.05))
+        base_ff = float(np.clip(base_ff + 0.03 * (x[6] - 0.5), 0.01, 0.05))
         layout = tuple((round(0.04 * a, 4), round(0.04 * b, 4), round(float(np.exp(0.12 * c)), 4))
                        for a, b, c in layout_noise)
         extra = dict(pattern_scale=round(0.75 + 0.5 * x[3], 4), level_u=round(float(x[4]), 4),
