@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .constants import CLASSES
+from .constants import CLASSES, DEFAULT_HEATMAP_NORMALISATION, HEATMAP_NORMALISATIONS
 from .errors import InputError
 from .precision import PRECISION_HELP, PRECISIONS
 from .scores import ScoreParameters
@@ -102,6 +102,9 @@ def _add_score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-area-mm2", type=float, default=d.min_area_mm2,
                    help=f"muscle area from which a slice counts as containing it (default {d.min_area_mm2} mm²)")
     p.add_argument("--target-class", choices=CLASSES, help="class whose ICAM becomes the heatmap (default: verdict)")
+    p.add_argument("--heatmap-scaling", choices=HEATMAP_NORMALISATIONS, default=DEFAULT_HEATMAP_NORMALISATION,
+                   help="scale the heatmap to 0-1 by its maximum inside the leg on each axial slice (slice, default) "
+                        "or over the volume (volume, the rule before issue 12); the texture scores use it")
     p.add_argument("--no-report", action="store_true", help="skip report.png")
 
 
@@ -144,7 +147,8 @@ def _case_options(args):
     from .pipeline import CaseOptions
 
     return CaseOptions(target_class=args.target_class, device=args.device, batch_size=args.batch_size,
-                       params=_score_params(args), report=not args.no_report, precision=args.precision)
+                       params=_score_params(args), report=not args.no_report, precision=args.precision,
+                       heatmap_normalisation=getattr(args, "heatmap_scaling", DEFAULT_HEATMAP_NORMALISATION))
 
 
 def _print_warnings(warnings: list) -> None:
@@ -177,7 +181,7 @@ def cmd_classify(args) -> int:
                      overwrite=args.overwrite, inputs=reads, command="classify")
     probs = ", ".join(f"{c} {p:.3f}" for c, p in case.summary["probabilities"].items())
     print(f"verdict: {case.summary['verdict']}  ({probs})")
-    print(f"wrote {out}/: prediction.json, heatmap.nrrd"
+    print(f"wrote {out}/: prediction.json, heatmap.nrrd, heatmap_signed.nrrd"
           + (", texture_scores.csv" if case.scores is not None else "") + (", report.png" if options.report else ""))
     return 0
 
@@ -249,6 +253,10 @@ def cmd_batch(args) -> int:
                 row.update(verdict=case.summary["verdict"], n_slices=case.summary["n_slices"],
                            ff_unit=case.summary["ff_unit_detected"], error="")
                 row.update({f"p_{c}": f"{p:.4f}" for c, p in case.summary["probabilities"].items()})
+                unfamiliar = case.summary.get("unfamiliar")
+                row.update(calibrated="yes" if case.summary.get("calibrated") else "no",
+                           unfamiliar_score="" if not unfamiliar else f"{unfamiliar['score']:.2f}",
+                           unfamiliar="" if not unfamiliar else ("FLAGGED" if unfamiliar["flagged"] else "no"))
                 for s in case.scores or []:
                     row[f"score_{s.muscle}"] = "" if s.texture_score is None else f"{s.texture_score:.4f}"
                 row["legs"] = "; ".join(f"{leg['side']} {leg['verdict']} {max(leg['probabilities'].values()):.2f}"
@@ -262,7 +270,8 @@ def cmd_batch(args) -> int:
                 row = {"subject": folder.name, "verdict": "", "error": _one_line(exc).replace(str(tmp), args.out)}
                 print(f"mdtexture: error: {folder.name}: {row['error']}", file=sys.stderr)
             rows.append(row)
-        columns = ["subject", "verdict"] + [f"p_{c}" for c in CLASSES] + ["n_slices", "ff_unit"]
+        columns = ["subject", "verdict"] + [f"p_{c}" for c in CLASSES] + ["calibrated", "unfamiliar_score",
+                                                                        "unfamiliar", "n_slices", "ff_unit"]
         columns += sorted({k for r in rows for k in r if k.startswith("score_")}, key=_score_col_order)
         columns += ["legs", "warnings", "error"]
         with open(tmp / "summary.csv", "w", newline="", encoding="utf-8") as fh:
@@ -316,7 +325,8 @@ def cmd_demo(args) -> int:
         score = "absent" if s.texture_score is None else f"{s.texture_score:.2f}"
         print(f"  {s.muscle:>4}: texture score {score:>6}  mean FF {s.mean_ff or 0:5.1f} %  {s.volume_ml:6.1f} mL")
     print(f"wrote {out}/input (phantom water/fat/ff/muscles) and {out}/result "
-          f"(prediction.json, heatmap.nrrd, texture_scores.csv, report.png) in {time.perf_counter() - t0:.1f} s")
+          "(prediction.json, heatmap.nrrd, heatmap_signed.nrrd, texture_scores.csv, report.png) in "
+          f"{time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -330,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("classify", help="classify one Dixon volume; write verdict, heatmap, scores and a picture",
                        description="Classify one lower-leg Dixon volume and write prediction.json, heatmap.nrrd "
-                                   "(on the FF grid, values 0-1), texture_scores.csv (with --segmentation) and "
+                                   "(on the FF grid, values 0-1, 0 outside the body), heatmap_signed.nrrd (the same "
+                                   "map in logit units), texture_scores.csv (with --segmentation) and "
                                    "report.png into --out.")
     p.add_argument("--ff", metavar="FF", help="fat-fraction image (fraction 0-1 or percent, detected)")
     p.add_argument("--water", metavar="W", help="water image (with --fat, FF is derived when --ff is absent)")

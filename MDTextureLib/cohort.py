@@ -43,6 +43,7 @@ class ScanRecord:
     involvement: Path | None
     truth: Path | None
     subtype: str = ""
+    pattern_family: str = ""   # the phantom's pattern family (empty for cohorts without one)
     extra: dict = field(default_factory=dict, compare=False)   # every other cohort.csv column, as text
 
     @property
@@ -91,9 +92,9 @@ def read_cohort(path) -> list:
         absent = [SCAN_FILES[k] for k in REQUIRED_FILES if files[k] is None]
         if absent:
             raise InputError(f"{where}: {row['folder']} lacks {', '.join(absent)}")
-        extra = {k: v for k, v in row.items() if k not in REQUIRED_COLUMNS and k != "subtype"}
+        extra = {k: v for k, v in row.items() if k not in REQUIRED_COLUMNS and k not in ("subtype", "pattern_family")}
         records.append(ScanRecord(subject, scan, cls, age, sev, folder, subtype=row.get("subtype", "") or "",
-                                  extra=extra, **files))
+                                  pattern_family=(row.get("pattern_family") or "").strip(), extra=extra, **files))
     for subject in {r.subject for r in records}:
         if len({r.class_name for r in records if r.subject == subject}) > 1:
             raise InputError(f"subject {subject} has scans of different classes")

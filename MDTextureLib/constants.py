@@ -43,8 +43,27 @@ VARIANTS = {
     "resnet7": ("layer4",),
     "resnet14": ("layer3",),
     "resnet28": ("layer2",),
+    "icam14-leg": ("layer3", "layer4"),
+    "icam28-leg": ("layer2", "layer3"),
 }
+
+#: Variants whose pooling is restricted to the leg (the body mask at the map's resolution) and whose input is 0
+#: outside the body; each has the parameters of its paper variant (same names and shapes), so weights alone cannot
+#: tell them apart: the model card's ``variant`` (and ``map.pooling`` = "leg") does.
+LEG_VARIANTS = {"icam14-leg": "icam14", "icam28-leg": "icam28"}
+
+
+def pooling_of(variant: str) -> str:
+    """'leg' for a leg-pooled variant, 'image' (global average pooling over the window) for the paper's."""
+    return "leg" if variant in LEG_VARIANTS else "image"
 
 #: The model window of new models (written into every model card; the card, not this, rules at inference).
 DEFAULT_PIXEL_MM = 0.8  # 224 px × 0.8 mm = 179 mm: an adult calf (≤ 125 mm) with margin
 DEFAULT_SIZE_PX = 224
+
+#: How a heatmap is scaled to [0, 1] inside the leg (``inference``): ``slice`` (default) divides each axial slice by
+#: its own maximum inside the leg, as the paper's per-image maps are read (a slice whose evidence is weaker than the
+#: volume's strongest still shows where in that slice it lies, and Eq. 5 counts slices); ``volume`` divides by the
+#: maximum inside the leg over the whole volume (the rule before issue 12, kept so evaluation can compare).
+HEATMAP_NORMALISATIONS = ("slice", "volume")
+DEFAULT_HEATMAP_NORMALISATION = "slice"

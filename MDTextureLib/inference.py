@@ -5,6 +5,10 @@ Every leg is shown to the network as the model card's canonical leg (``orientati
 left legs mirrored in x), each in its own window centred on it, with the other leg blanked (FF 0, as air). The maps
 go back exactly: mirror and window by the inverse affine, axis order by the inverse permutation.
 
+Calibrated models (card keys ``calibration`` / ``unfamiliar``, see :mod:`.calibration`) divide every logit by the
+card's temperature before the softmax, and score each leg's pooled features against the training scans; a leg
+above the card's threshold gets a warning. Older models give raw probabilities and no score, and say so.
+
 Two legs, one verdict: the top-level verdict, probabilities and per-slice probabilities are those of the MORE
 ABNORMAL leg (the lower probability of ``normal``); when the legs' verdicts differ a warning says so. Each leg's own
 verdict is in ``legs``.
@@ -18,14 +22,15 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .constants import CLASSES
+from . import calibration as cal
+from .constants import CLASSES, DEFAULT_HEATMAP_NORMALISATION, HEATMAP_NORMALISATIONS
 from .errors import InputError
 from .io import DixonSeries, Grid
 from .legs import Leg, column_mask, find_legs
 from .modelfile import Model
 from .orientation import Orientation, model_leg_side, orientation_for
 from .precision import forward_with_maps, inference_net, resolve_precision
-from .stacks import StackGeometry, make_stacks, maps_to_native, resample_slices, window_for
+from .stacks import StackGeometry, make_stacks, maps_to_native, mask_window, resample_slices, window_for
 
 VERDICT_RULE = ("one leg: its verdict; two legs: the verdict, probabilities and per-slice probabilities of the more "
                 "abnormal leg (lower probability of normal), with a warning when the legs' verdicts differ")
@@ -59,6 +64,8 @@ class LegResult:
     columns: tuple | None  # canonical columns [x0, x1) it owns; None: the whole image
     target_class: str
     warnings: list = field(default_factory=list)
+    pooled: np.ndarray | None = None  # (Z, D) float32: the feature vector the linear layer saw, per slice
+    unfamiliar: dict | None = None  # {score, threshold, flagged}; None when the model has no unfamiliar statistics
 
     @property
     def verdict(self) -> str:
@@ -67,6 +74,7 @@ class LegResult:
     def summary(self) -> dict:
         return {"side": self.side, "side_from": self.side_source, "verdict": self.verdict,
                 "probabilities": _rounded(self.probabilities), "target_class": self.target_class,
+                "unfamiliar": self.unfamiliar,
                 "mirrored": bool(self.geometry.mirror_x),
                 "per_slice": [{"slice": k, **_rounded(row)} for k, row in enumerate(self.slice_probabilities)],
                 "warnings": list(self.warnings)}
@@ -93,6 +101,11 @@ class VolumeResult:
     legs: list = field(default_factory=list)  # [LegResult], right leg first
     orientation: Orientation | None = None
     precision: str = "fp32"  # what the network ran in (fp32 or bf16)
+    body: np.ndarray | None = None  # (z, y, x) bool on the input grid: the body; maps are 0 outside it
+    pooling: str = "image"  # the model's pooling: "image" (GAP over the window) or "leg" (over the body mask)
+    normalisation: str = DEFAULT_HEATMAP_NORMALISATION  # HEATMAP_NORMALISATIONS
+    pooled: np.ndarray | None = None  # (Z, D) the verdict leg's pooled feature vectors
+    temperature: float | None = None  # the card's calibration temperature; None: probabilities uncalibrated
     _heatmaps: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -112,33 +125,62 @@ class VolumeResult:
             return self.heatmap_for(self.target_class)
         return self._legs_heatmap(tuple(leg.target_class for leg in self.legs))
 
-    def heatmap_for(self, class_name: str) -> np.ndarray:
-        """ICAM of ``class_name``: ReLU, back on the FF grid, divided by its maximum (so in [0, 1]); with two legs
-        each leg's part is divided by that leg's own maximum (each leg reads as it would alone)."""
+    @property
+    def heatmap_signed(self) -> np.ndarray:
+        """Like ``heatmap`` but the raw map in logit units (``signed_heatmap_for``), 0 outside the body."""
+        if not self.legs:
+            return self.signed_heatmap_for(self.target_class)
+        return self._legs_heatmap(tuple(leg.target_class for leg in self.legs), "signed")
+
+    def heatmap_for(self, class_name: str, normalisation: str | None = None) -> np.ndarray:
+        """ICAM of ``class_name`` on the FF grid, (z, y, x) float32 in [0, 1]: ReLU, back on the FF grid, 0 outside
+        the body (and outside the leg's own part of the image), divided by its maximum inside the leg per slice
+        (``normalisation`` "slice", the default) or over the volume ("volume"); with two legs each leg's part is
+        scaled on its own (each leg reads as it would alone)."""
+        return self._heatmap(class_name, "relu", normalisation or self.normalisation)
+
+    def signed_heatmap_for(self, class_name: str) -> np.ndarray:
+        """The raw class map M^c of ``class_name`` on the FF grid, in logit units (no ReLU, no scaling), 0 outside
+        the body. For a leg-pooled model its mean over the leg on the model window is the slice's logit minus the
+        bias; the resampling onto the FF grid keeps that only approximately (bilinear, partial pixels)."""
+        return self._heatmap(class_name, "signed", None)
+
+    def _heatmap(self, class_name: str, kind: str, normalisation: str | None) -> np.ndarray:
         if class_name not in CLASSES:
             raise InputError(f"unknown class {class_name!r}; choose one of {', '.join(CLASSES)}")
+        if normalisation is not None and normalisation not in HEATMAP_NORMALISATIONS:
+            raise InputError(f"unknown heatmap normalisation {normalisation!r}; choose one of "
+                             f"{', '.join(HEATMAP_NORMALISATIONS)}")
         if not self.legs:
-            return self._map_home(self.class_maps, self.geometry, class_name, None)
-        return self._legs_heatmap((class_name,) * len(self.legs))
+            return self._map_home(self.class_maps, self.geometry, class_name, self.body, kind, normalisation)
+        return self._legs_heatmap((class_name,) * len(self.legs), kind, normalisation)
 
-    def _legs_heatmap(self, classes: tuple) -> np.ndarray:
-        if classes not in self._heatmaps:
+    def _legs_heatmap(self, classes: tuple, kind: str = "relu", normalisation: str | None = None) -> np.ndarray:
+        normalisation = normalisation or (self.normalisation if kind == "relu" else None)
+        key = (classes, kind, normalisation)
+        if key not in self._heatmaps:
             total = None
             for leg, c in zip(self.legs, classes):
-                part = self._map_home(leg.class_maps, leg.geometry, c, self.leg_region(leg))
+                region = self.leg_region(leg)
+                if self.body is not None:
+                    region = self.body if region is None else region & self.body
+                part = self._map_home(leg.class_maps, leg.geometry, c, region, kind, normalisation)
                 total = part if total is None else total + part
-            self._heatmaps[classes] = total
-        return self._heatmaps[classes]
+            self._heatmaps[key] = total
+        return self._heatmaps[key]
 
     @staticmethod
-    def _map_home(class_maps: np.ndarray, geometry: StackGeometry, class_name: str,
-                  region: np.ndarray | None) -> np.ndarray:
-        maps = torch.from_numpy(np.ascontiguousarray(class_maps[:, CLASSES.index(class_name)])).clamp_min(0)
+    def _map_home(class_maps: np.ndarray, geometry: StackGeometry, class_name: str, region: np.ndarray | None,
+                  kind: str = "relu", normalisation: str | None = DEFAULT_HEATMAP_NORMALISATION) -> np.ndarray:
+        maps = torch.from_numpy(np.ascontiguousarray(class_maps[:, CLASSES.index(class_name)]))
+        if kind == "relu":
+            maps = maps.clamp_min(0)
         native = maps_to_native(maps, geometry).numpy()
         if region is not None:
             native = np.where(region, native, 0.0)
-        peak = float(native.max())
-        return (native / peak if peak > 0 else native).astype(np.float32)
+        if kind == "signed":
+            return native.astype(np.float32)
+        return scale_heatmap(native, normalisation, _slice_axis(geometry)).astype(np.float32)
 
     def leg_region(self, leg: LegResult) -> np.ndarray | None:
         """Boolean (z, y, x) mask on the input grid of the part of the image a leg owns (None: all of it)."""
@@ -152,15 +194,26 @@ class VolumeResult:
         return {
             "verdict": self.verdict,
             "probabilities": _rounded(self.probabilities),
+            "calibrated": self.temperature is not None,
+            "temperature": self.temperature,
+            "probabilities_rule": ("mean over slices of softmax(logits / temperature), temperature fitted on held-out "
+                                   "training subjects" if self.temperature is not None else
+                                   "mean over slices of softmax(logits); this model carries no calibration"),
+            "unfamiliar": self.verdict_leg.unfamiliar if self.legs else None,
             "target_class": self.target_class,
             "per_slice": [{"slice": k, **_rounded(row)} for k, row in enumerate(self.slice_probabilities)],
             "n_slices": int(self.slice_probabilities.shape[0]),
             "ff_unit_detected": self.ff_unit,
             "model": {"name": self.model_name, "sha256": self.model_sha256},
-            "heatmap": {"method": "ICAM (Cai et al. Eq. 2), ReLU, scaled to [0, 1] by its volume maximum"
+            "heatmap": {"method": "ICAM (Cai et al. Eq. 2), ReLU, 0 outside the body, scaled to [0, 1] by its "
+                                  + ("maximum inside the leg on each axial slice" if self.normalisation == "slice"
+                                     else "maximum inside the leg over the volume")
                                   + ("; with two legs each leg's part shows its own verdict's class (unless a target "
-                                     "class was asked for) scaled by that leg's own maximum"
-                                     if len(self.legs) > 1 else ""),
+                                     "class was asked for) scaled on its own" if len(self.legs) > 1 else ""),
+                        "normalisation": self.normalisation,
+                        "pooling": self.pooling,
+                        "signed": "heatmap_signed.nrrd: the same map before ReLU and scaling, logit units, 0 "
+                                  "outside the body",
                         "map_size": list(self.class_maps.shape[-2:])},
             "precision": self.precision,
             "warnings": list(self.warnings),
@@ -168,6 +221,22 @@ class VolumeResult:
             "verdict_rule": VERDICT_RULE,
             "orientation": self.orientation.describe() if self.orientation is not None else None,
         }
+
+
+def _slice_axis(geometry: StackGeometry) -> int:
+    """The axis of the input array that runs across axial slices (0 unless the input is stored non-axially)."""
+    return 0 if geometry.orientation is None else int(geometry.orientation.axes[0])
+
+
+def scale_heatmap(native: np.ndarray, normalisation: str, slice_axis: int = 0) -> np.ndarray:
+    """A non-negative map (z, y, x) divided by its maximum per axial slice (``slice``) or over the volume
+    (``volume``); slices (or volumes) whose maximum is 0 stay 0."""
+    if normalisation == "volume":
+        peak = float(native.max())
+        return native / peak if peak > 0 else native
+    other = tuple(a for a in range(native.ndim) if a != slice_axis)
+    peak = native.max(axis=other, keepdims=True)
+    return np.divide(native, peak, out=np.zeros_like(native), where=peak > 0)
 
 
 def more_abnormal(legs: list) -> LegResult:
@@ -179,15 +248,16 @@ def model_inputs(series: DixonSeries, model: Model, device: torch.device | str =
                  ) -> tuple[torch.Tensor, StackGeometry]:
     """The network's input for every slice, (legs·Z, 3, S, S) as ``classify_volume`` builds it, and the first leg's
     window geometry (the only one for a one-leg image)."""
-    stacks, geometries, _, _ = leg_inputs(series, model, device)
+    stacks, _, geometries, _, _ = leg_inputs(series, model, device)
     return stacks, geometries[0]
 
 
 def leg_inputs(series: DixonSeries, model: Model, device: torch.device | str = "cpu", side: str | None = None,
                laterality: str | None = None, notes: list | None = None
-               ) -> tuple[torch.Tensor, list[StackGeometry], list[Leg], Orientation]:
+               ) -> tuple[torch.Tensor, torch.Tensor, list[StackGeometry], list[Leg], Orientation]:
     """The network's input for every slice of every leg, (legs·Z, 3, S, S) normalised as the card says (legs one
-    after the other, right leg first), each leg's window geometry, the legs, and the orientation.
+    after the other, right leg first), the body mask beside each stack (legs·Z, 1, S, S) in [0, 1] (the leg's
+    own part of the body, :func:`stacks.mask_window`), each leg's window geometry, the legs, and the orientation.
 
     The stacks are in channels-last memory order, which the CPU convolution kernels run about 30 % faster on.
     """
@@ -201,33 +271,40 @@ def leg_inputs(series: DixonSeries, model: Model, device: torch.device | str = "
     legs = find_legs(ff, body, orient.spacing_xyz_mm, side=side, laterality=laterality, magnitude_zyx=magnitude)
     model_side = model_leg_side(model.card)
     mean, std = model.normalisation
-    stacks, geometries = [], []
+    stacks, masks, geometries = [], [], []
     for leg in legs:
         region = column_mask(leg.columns, ff.shape) if leg.columns is not None else None
-        geometry = window_for(series, model.pixel_mm, model.size_px, orientation=orient,
-                              leg_mask_zyx=body if region is None else body & region,
+        leg_body = body if region is None else body & region
+        geometry = window_for(series, model.pixel_mm, model.size_px, orientation=orient, leg_mask_zyx=leg_body,
                               mirror_x=leg.side != model_side)
         leg_ff = np.ascontiguousarray(ff if region is None else np.where(region, ff, 0.0), dtype=np.float32)
         slices = (resample_slices(leg_ff, geometry, device, canonical=True) - mean) / std
         stacks.append(make_stacks(slices))
+        masks.append(mask_window(leg_body, geometry, device, canonical=True))
         geometries.append(geometry)
     batch = torch.cat(stacks) if len(stacks) > 1 else stacks[0]
-    return batch.contiguous(memory_format=torch.channels_last), geometries, legs, orient
+    mask = torch.cat(masks) if len(masks) > 1 else masks[0]
+    return (batch.contiguous(memory_format=torch.channels_last), mask.contiguous(memory_format=torch.channels_last),
+            geometries, legs, orient)
 
 
 def classify_volume(series: DixonSeries, model: Model, device: str | torch.device = "auto",
                     target_class: str | None = None, batch_size: int = 16,
                     progress: Callable[[int, int], None] | None = None,
                     cancel: Callable[[], bool] | None = None, side: str | None = None,
-                    laterality: str | None = None, precision: str = "auto") -> VolumeResult:
+                    laterality: str | None = None, precision: str = "auto",
+                    normalisation: str = DEFAULT_HEATMAP_NORMALISATION) -> VolumeResult:
     """Classify every slice of every leg of ``series`` in batches and keep the class maps.
 
     ``progress(done, total)`` is called with 0 before the first batch (so a progress bar starts its clock with the
     work) and after each batch; ``cancel()`` returning True stops with InterruptedError (the Slicer module's Cancel
     button). ``side`` ('left'/'right'): the user's word for a one-leg image whose anatomy does not tell;
     ``laterality``: the DICOM laterality ('R'/'L') when known. ``precision`` (auto, fp32, bf16) is resolved for the
-    device by :mod:`.precision`.
+    device by :mod:`.precision`. ``normalisation``: how heatmaps are scaled (HEATMAP_NORMALISATIONS).
     """
+    if normalisation not in HEATMAP_NORMALISATIONS:
+        raise InputError(f"unknown heatmap normalisation {normalisation!r}; choose one of "
+                         f"{', '.join(HEATMAP_NORMALISATIONS)}")
     if target_class is not None and target_class not in CLASSES:
         raise InputError(f"unknown target class {target_class!r}; choose one of {', '.join(CLASSES)}")
     dev = device if isinstance(device, torch.device) else pick_device(device)
@@ -235,22 +312,29 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
     precision = resolve_precision(precision, dev)
     net = inference_net(model.net, dev)  # batch norm folded, channels-last: a cached copy
     with torch.inference_mode():
-        stacks, geometries, legs, orient = leg_inputs(series, model, dev, side, laterality, notes)
+        stacks, body_windows, geometries, legs, orient = leg_inputs(series, model, dev, side, laterality, notes)
         n = stacks.shape[0]
         if progress is not None:
             progress(0, n)
-        logits, maps = [], []
+        logits, maps, pooled = [], [], []
         for start in range(0, n, batch_size):
             if cancel is not None and cancel():
                 raise InterruptedError("classification cancelled")
-            lg, mp = forward_with_maps(net, stacks[start:start + batch_size], precision)
+            lg, mp, pl = forward_with_maps(net, stacks[start:start + batch_size], precision,
+                                           body_windows[start:start + batch_size])
             logits.append(lg)
             maps.append(mp)
+            pooled.append(pl)
             if progress is not None:
                 progress(min(start + batch_size, n), n)
-        logits_t = torch.cat(logits)
-        slice_probs = torch.softmax(logits_t.float(), dim=1).cpu().numpy()
+        logits_t = torch.cat(logits).float()
+        temperature = model.temperature
+        slice_probs = torch.softmax(logits_t / (temperature or 1.0), dim=1).cpu().numpy()
         class_maps = torch.cat(maps).float().cpu().numpy()
+        pooled_np = torch.cat(pooled).cpu().numpy() if all(p is not None for p in pooled) else None
+        empty = model.net.empty_mask(body_windows, class_maps.shape[-2:]) if hasattr(model.net, "empty_mask") \
+            else None
+    pooling = getattr(model.net, "pooling", "image")
     z = n // len(legs)
     results = []
     for i, (leg, geometry) in enumerate(zip(legs, geometries)):
@@ -259,9 +343,13 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
                                  slice_probabilities=slice_probs[i * z:(i + 1) * z],
                                  class_maps=class_maps[i * z:(i + 1) * z], geometry=geometry, columns=leg.columns,
                                  target_class=target_class or CLASSES[int(np.argmax(probs))],
-                                 warnings=list(leg.warnings)))
+                                 warnings=list(leg.warnings) + _empty_window_warning(empty, i, z),
+                                 pooled=None if pooled_np is None else pooled_np[i * z:(i + 1) * z],
+                                 unfamiliar=leg_unfamiliar(model, pooled_np, i * z, (i + 1) * z)))
     lead = more_abnormal(results)
     for r in results:
+        if r.unfamiliar is not None and r.unfamiliar["flagged"]:
+            r.warnings.append(unfamiliar_warning(r.unfamiliar, (model.card.get("unfamiliar") or {}).get("percentile")))
         notes += [(f"{r.side} leg: {w}" if len(results) > 1 else w) for w in r.warnings]
     if len({r.verdict for r in results}) > 1:
         notes.append("the legs disagree: " + ", ".join(
@@ -273,4 +361,34 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
                         class_maps=lead.class_maps, geometry=lead.geometry, grid=series.grid,
                         target_class=target_class or lead.verdict, model_name=model.name,
                         model_sha256=model.sha256, ff_unit=series.ff_unit, warnings=notes, legs=results,
-                        orientation=orient, precision=precision)
+                        orientation=orient, precision=precision, body=series.body_mask(), pooling=pooling,
+                        normalisation=normalisation, pooled=lead.pooled, temperature=temperature)
+
+
+def _empty_window_warning(empty: torch.Tensor | None, leg_index: int, z: int) -> list:
+    """A warning when a leg-pooled model saw slices with no body in the window (pooled over the blank window)."""
+    if empty is None:
+        return []
+    slices = [k for k in range(z) if bool(empty[leg_index * z + k])]
+    if not slices:
+        return []
+    return [f"{len(slices)} slice(s) ({', '.join(map(str, slices[:8]))}{', …' if len(slices) > 8 else ''}) have "
+            "no body in the model window: their probabilities come from a blank input and mean nothing"]
+
+
+def leg_unfamiliar(model: Model, pooled: np.ndarray | None, start: int, stop: int) -> dict | None:
+    """``{score, threshold, flagged}`` of one leg (its slices ``start:stop``), or None when the model has no
+    unfamiliar statistics (or the network gives no pooled features)."""
+    stats = model.unfamiliar_stats
+    if stats is None or pooled is None:
+        return None
+    score = float(cal.unfamiliar_scores(pooled[start:stop].mean(axis=0), stats)[0])
+    return {"score": round(score, 4), "threshold": round(stats["threshold"], 4),
+            "flagged": bool(score > stats["threshold"])}
+
+
+def unfamiliar_warning(unfamiliar: dict, percentile: float | None = None) -> str:
+    below = f" that {percentile:g} % of held-out training scans stay below" if percentile is not None else ""
+    return (f"unfamiliar input: the network's features lie at distance {unfamiliar['score']:.1f} (Mahalanobis) from "
+            f"the training scans, above the threshold {unfamiliar['threshold']:.1f}{below}; the scan is unlike the "
+            "data the model was trained on, so the verdict, probabilities and map may not apply")

@@ -3,6 +3,11 @@
 A model is two files with one stem, ``NAME.safetensors`` and ``NAME.json``. The card names the variant, the class
 order, the input preprocessing (pixel size, window, normalisation), how the weights were trained, their metrics
 and the sha256 of the weights file, which is checked on every load.
+
+A calibrated model (``mdtexture train`` with a calibration split) also carries the card keys ``calibration``
+(temperature) and ``unfamiliar`` (method, threshold), and the unfamiliar-score arrays in the same safetensors file
+under the prefix ``unfamiliar.`` (``means``, ``precision``, ``present``; see :mod:`MDTextureLib.calibration`).
+They are split off before the network's state dict is loaded; the sha256 covers the whole file.
 """
 
 from __future__ import annotations
@@ -13,17 +18,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .constants import CLASSES, DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX
+from .constants import CLASSES, DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX, LEG_VARIANTS, pooling_of
 from .errors import InputError
 from .modelcard import DEFAULT_MODEL_NAME, MODELS_DIR, default_model_path  # noqa: F401  (torch-free; re-exported)
 from .network import VARIANTS, ICAMNet, infer_variant
 from .orientation import CANONICAL as CANONICAL_ORIENTATION
 
 CARD_FORMAT = 1
+#: Prefix of the unfamiliar-score arrays stored beside the network's tensors.
+UNFAMILIAR_PREFIX = "unfamiliar."
 
 #: Input preprocessing of models built here (the card of a loaded model is authoritative).
 DEFAULT_NORMALISATION = {"mean": 0.2, "std": 0.3}  # FF fraction; roughly the cohort's in-window mean and std
@@ -36,6 +44,7 @@ class Model:
     net: ICAMNet
     card: dict
     path: Path | None = None
+    unfamiliar: dict | None = None  # arrays of the unfamiliar score (means, precision, present) when calibrated
 
     @property
     def name(self) -> str:
@@ -62,6 +71,20 @@ class Model:
     def trained(self) -> bool:
         return bool(self.card.get("training"))
 
+    @property
+    def temperature(self) -> float | None:
+        """The calibration temperature of the card, or None for an uncalibrated model."""
+        calibration = self.card.get("calibration") or {}
+        return float(calibration["temperature"]) if calibration.get("temperature") else None
+
+    @property
+    def unfamiliar_stats(self) -> dict | None:
+        """Everything the unfamiliar score needs (arrays and threshold), or None when the model has none."""
+        info = self.card.get("unfamiliar")
+        if not info or self.unfamiliar is None:
+            return None
+        return {**self.unfamiliar, "threshold": float(info["threshold"]), "percentile": info.get("percentile")}
+
 
 def new_card(variant: str, name: str | None = None, **extra) -> dict:
     """A model card for a freshly built network; training adds ``training`` and ``metrics``."""
@@ -74,11 +97,13 @@ def new_card(variant: str, name: str | None = None, **extra) -> dict:
             "channels": "axial fat-fraction slices k-1, k, k+1 (fraction 0-1)",
             "pixel_mm": DEFAULT_PIXEL_MM,
             "size_px": DEFAULT_SIZE_PX,
-            "window": "centred on the leg (body-mask centroid), zero outside the image",
+            "window": "centred on the leg (body-mask centroid), zero outside the image"
+                      + ("; 0 outside the body after normalisation" if pooling_of(variant) == "leg" else ""),
             "normalisation": dict(DEFAULT_NORMALISATION),
         },
         "orientation": dict(CANONICAL_ORIENTATION),
-        "map": {"stages": list(VARIANTS[variant]), "upsampling": "bilinear x2, align_corners=False"},
+        "map": {"stages": list(VARIANTS[variant]), "upsampling": "bilinear x2, align_corners=False",
+                "pooling": pooling_of(variant)},
         "training": None,
         "metrics": None,
         "intended_use": "research; not for clinical use",
@@ -117,6 +142,8 @@ def save_model(model: Model, path: str | os.PathLike, half: bool = False) -> tup
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous().cpu()
                for k, v in model.net.state_dict().items()}
+    for k, v in (model.unfamiliar or {}).items():
+        tensors[UNFAMILIAR_PREFIX + k] = torch.from_numpy(np.ascontiguousarray(v)).contiguous()
     save_file(tensors, str(weights_path), metadata={"variant": model.card["variant"], "format": str(CARD_FORMAT)})
     card = dict(model.card)
     card["weights_file"] = weights_path.name
@@ -154,13 +181,23 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"cannot read model weights {weights_path.name}: {exc}") from None
+    pooling = (card.get("map") or {}).get("pooling", "image")  # cards written before leg pooling: "image"
+    if pooling != pooling_of(card["variant"]):
+        raise InputError(f"model card {card_path.name} says map pooling {pooling!r} but variant {card['variant']} "
+                         f"pools over the {pooling_of(card['variant'])}")
+    unfamiliar = {k[len(UNFAMILIAR_PREFIX):]: v.numpy() for k, v in state.items() if k.startswith(UNFAMILIAR_PREFIX)}
+    state = {k: v for k, v in state.items() if not k.startswith(UNFAMILIAR_PREFIX)}
+    if card.get("unfamiliar") and not {"means", "precision", "present"} <= set(unfamiliar):
+        raise InputError(f"model card {card_path.name} has an unfamiliar-input threshold but {weights_path.name} "
+                         "lacks its arrays (unfamiliar.means, unfamiliar.precision, unfamiliar.present)")
     found = infer_variant(state)
-    if found != card["variant"]:
+    if found != LEG_VARIANTS.get(card["variant"], card["variant"]):
         raise InputError(f"model card {card_path.name} says variant {card['variant']} but the weights are "
                          f"{'of variant ' + found if found else 'of no known variant'}")
     net = ICAMNet(card["variant"])
     net.load_state_dict({k: v.float() for k, v in state.items()})
-    return Model(net=net.to(device).eval(), card=card, path=card_path)
+    return Model(net=net.to(device).eval(), card=card, path=card_path,
+                 unfamiliar=unfamiliar if card.get("unfamiliar") else None)
 
 
 def load_imagenet_file(path: str | os.PathLike) -> dict:

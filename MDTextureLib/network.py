@@ -20,6 +20,17 @@ resnet7   full ResNet18               layer4       7×7 (CAM)
 resnet14  cut after layer3            layer3       14×14
 resnet28  cut after layer2            layer2       28×28
 ========  ==========================  ===========  ========
+
+Leg-pooled variants ``icam28-leg`` and ``icam14-leg`` (ours, not the paper's) have the same trunk, stages and
+parameters, but the evidence has to come from the leg: the input is set to 0 outside the body (after
+normalisation), and each stage is pooled at the map's resolution over the body mask m (the input mask
+area-averaged to h×w) instead of over the whole window:
+
+    F_k = Σ_xy m(x, y) g_k(x, y) / Σ_xy m(x, y),   g = f^m, or U(f^n, 2) for the coarse stage
+
+so S^c − b^c = Σ_xy m M^c / Σ_xy m exactly: the logit is the map's mean over the leg, and air cannot carry it.
+A sample whose mask is empty (no body in the window) is pooled over the whole window instead (never 0/0);
+``empty_mask`` finds such samples so callers can say so.
 """
 
 from __future__ import annotations
@@ -29,12 +40,16 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import resnet18
 
-from .constants import CLASSES, VARIANTS
+from .constants import CLASSES, LEG_VARIANTS, VARIANTS, pooling_of
 
 LAYER_CHANNELS = {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
 
 #: Map side length for a 224×224 input, per variant.
-MAP_SIZE_224 = {"icam14": 14, "icam28": 28, "resnet7": 7, "resnet14": 14, "resnet28": 28}
+MAP_SIZE_224 = {"icam14": 14, "icam28": 28, "resnet7": 7, "resnet14": 14, "resnet28": 28, "icam14-leg": 14,
+                "icam28-leg": 28}
+
+#: Masks whose total weight at the map's resolution is below this count as empty (pooled over the window).
+EMPTY_MASK_WEIGHT = 1e-6
 
 
 class ICAMNet(nn.Module):
@@ -46,6 +61,7 @@ class ICAMNet(nn.Module):
             raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
         self.variant = variant
         self.stages = VARIANTS[variant]
+        self.pooling = pooling_of(variant)
         trunk = resnet18(weights=None)
         # Keep torchvision's attribute names so ImageNet state dicts load key for key.
         self.conv1, self.bn1, self.relu, self.maxpool = trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool
@@ -64,9 +80,47 @@ class ICAMNet(nn.Module):
             out[name] = x
         return [out[s] for s in self.stages]
 
-    def logits(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        """Eq. (1): GAP (a mean) of each stage, concatenated, one linear layer."""
-        return self.fc(torch.cat([f.mean(dim=(2, 3)) for f in feats], dim=1))
+    def masked_input(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The input the trunk sees: for leg variants 0 outside the body (x · mask), else ``x`` unchanged."""
+        if self.pooling != "leg" or mask is None:
+            return x
+        return x * mask.to(x.dtype)
+
+    def map_mask(self, mask: torch.Tensor, map_size: tuple) -> torch.Tensor:
+        """(B, 1, H, W) input-resolution mask → (B, 1, h, w) at the map's resolution, area-averaged (each map cell
+        weighs the share of its input pixels that lie in the body)."""
+        return F.adaptive_avg_pool2d(mask.float(), map_size)
+
+    def stage_maps(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Every stage at the map's (finest stage's) resolution: the fine one as it is, the coarse one U(f, 2)."""
+        size = feats[0].shape[-2:]
+        return [feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]]
+
+    def pool(self, feats: list[torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The pooled feature vector (B, D) the linear layer sees.
+
+        Paper variants, or no mask: GAP of each stage (the mask is ignored). Leg variants with a mask: the
+        mask-weighted mean of each stage at the map's resolution (module docstring); a sample with an empty mask
+        falls back to the mean over the whole window.
+        """
+        if self.pooling != "leg" or mask is None:
+            return torch.cat([f.mean(dim=(2, 3)) for f in feats], dim=1)
+        m = self.map_mask(mask, feats[0].shape[-2:]).to(feats[0].dtype)
+        total = m.sum(dim=(2, 3))  # (B, 1)
+        empty = total <= EMPTY_MASK_WEIGHT
+        m = torch.where(empty[:, :, None, None], torch.ones_like(m), m)
+        total = m.sum(dim=(2, 3))
+        return torch.cat([(g * m).sum(dim=(2, 3)) / total for g in self.stage_maps(feats)], dim=1)
+
+    def empty_mask(self, mask: torch.Tensor | None, map_size: tuple) -> torch.Tensor | None:
+        """(B,) bool: samples a leg variant pooled over the whole window because the mask held no body."""
+        if self.pooling != "leg" or mask is None:
+            return None
+        return self.map_mask(mask, map_size).sum(dim=(1, 2, 3)) <= EMPTY_MASK_WEIGHT
+
+    def logits(self, feats: list[torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Eq. (1): pooled stages (GAP, or the leg mean for leg variants), concatenated, one linear layer."""
+        return self.fc(self.pool(feats, mask))
 
     def class_maps(self, feats: list[torch.Tensor]) -> torch.Tensor:
         """Eq. (2): one map per class at the finest stage's resolution, shape (B, C, h, w).
@@ -81,18 +135,21 @@ class ICAMNet(nn.Module):
         coarse = torch.einsum("ck,bkhw->bchw", weights[1], feats[1])
         return fine + F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.features(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, C); ``mask`` (B, 1, H, W) in [0, 1]: the body in the window (used by leg variants)."""
+        return self.logits(self.features(self.masked_input(x, mask)), mask)
 
-    def forward_with_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_with_maps(self, x: torch.Tensor, mask: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, C) and class maps (B, C, h, w) from one pass."""
-        feats = self.features(x)
-        return self.logits(feats), self.class_maps(feats)
+        feats = self.features(self.masked_input(x, mask))
+        return self.logits(feats, mask), self.class_maps(feats)
 
 
 def infer_variant(state_dict: dict) -> str | None:
-    """The variant whose parameters have exactly these names and shapes, or None."""
-    for variant in VARIANTS:
+    """The paper variant whose parameters have exactly these names and shapes, or None. A leg variant's weights
+    are those of its paper variant (``LEG_VARIANTS``): only the model card tells them apart."""
+    for variant in (v for v in VARIANTS if v not in LEG_VARIANTS):
         with torch.device("meta"):  # shapes only: no memory, no random initialisation (0.1 s per network saved)
             reference = ICAMNet(variant).state_dict()
         if set(reference) == set(state_dict) and all(

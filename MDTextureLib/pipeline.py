@@ -1,5 +1,6 @@
 """One case end to end, as the command line, the batch runner and the benchmark use it:
-read → classify → heatmap → texture scores → write ``prediction.json``, ``heatmap.nrrd``, ``texture_scores.csv``,
+read → classify → heatmap → texture scores → write ``prediction.json``, ``heatmap.nrrd`` (0..1, 0 outside the
+body), ``heatmap_signed.nrrd`` (the same map in logit units before ReLU and scaling), ``texture_scores.csv``,
 ``report.png`` into one folder (atomically).
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .constants import DEFAULT_HEATMAP_NORMALISATION
 from .dicom import laterality as dicom_laterality
 from .errors import InputError
 from .inference import VolumeResult, classify_volume
@@ -44,6 +46,7 @@ class CaseOptions:
     report: bool = True
     compress: bool = False  # gzip the heatmap NRRD (smaller, ~3x slower to write)
     precision: str = "auto"  # auto, fp32 or bf16 (MDTextureLib.precision); what ran is in the summary
+    heatmap_normalisation: str = DEFAULT_HEATMAP_NORMALISATION  # inference.HEATMAP_NORMALISATIONS
 
 
 @dataclass
@@ -66,7 +69,7 @@ def analyse_case(inputs: CaseInputs, model: Model, options: CaseOptions = CaseOp
     result = classify_volume(series, model, device=options.device, target_class=options.target_class,
                              batch_size=options.batch_size, progress=progress, side=inputs.side,
                              laterality=dicom_laterality(inputs.study or inputs.ff or inputs.water),
-                             precision=options.precision)
+                             precision=options.precision, normalisation=options.heatmap_normalisation)
     scores = None
     leg_scores = {}
     summary = result.summary()
@@ -147,6 +150,8 @@ def write_case(case: CaseResult, out: str | os.PathLike, options: CaseOptions = 
     with atomic_dir(out, command, overwrite=overwrite, inputs=inputs) as tmp:
         try:
             write_image(case.result.heatmap, case.series.grid, tmp / "heatmap.nrrd", compress=options.compress)
+            write_image(case.result.heatmap_signed, case.series.grid, tmp / "heatmap_signed.nrrd",
+                        compress=options.compress)
             if len(case.result.legs) > 1 and case.leg_scores:
                 write_scores_csv(case.leg_scores, tmp / "texture_scores.csv", options.params)
             elif case.scores is not None:

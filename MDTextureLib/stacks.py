@@ -104,6 +104,14 @@ def resample_slices(volume_zyx: np.ndarray | torch.Tensor, geometry: StackGeomet
                          align_corners=False)[:, 0]
 
 
+def mask_window(mask_zyx: np.ndarray, geometry: StackGeometry, device: torch.device | str = "cpu",
+                canonical: bool = False) -> torch.Tensor:
+    """The body mask beside each stack: (Z, 1, S, S) in [0, 1], slice k's mask for stack k (the centre slice, the
+    one the stack's answer is about), resampled exactly like the stack (same geometry, bilinear: linear
+    interpolation of the 0/1 mask, so pixels on the leg's edge carry the share of the body they cover)."""
+    return resample_slices(np.asarray(mask_zyx, dtype=np.float32), geometry, device, canonical)[:, None].clamp(0, 1)
+
+
 def make_stacks(slices_model: torch.Tensor) -> torch.Tensor:
     """(Z, S, S) resampled slices → (Z, 3, S, S) stacks of slices k−1, k, k+1."""
     idx = torch.as_tensor(stack_indices(slices_model.shape[0]), device=slices_model.device)

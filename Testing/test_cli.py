@@ -31,13 +31,14 @@ def test_classify_writes_everything_on_the_ff_grid(tmp_path, leg_files, model_fi
     code, stdout, _ = run(["classify", "--ff", leg_files["ff"], "--segmentation", leg_files["muscles"],
                            "--model", model_files, "--out", out], capsys)
     assert code == 0 and "verdict:" in stdout
-    assert sorted(p.name for p in out.iterdir()) == [".mdtexture-output.json", "heatmap.nrrd", "prediction.json",
-                                                     "report.png", "texture_scores.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".mdtexture-output.json", "heatmap.nrrd", "heatmap_signed.nrrd",
+                                                     "prediction.json", "report.png", "texture_scores.csv"]
     ff, heat = sitk.ReadImage(str(leg_files["ff"])), sitk.ReadImage(str(out / "heatmap.nrrd"))
-    assert heat.GetSize() == ff.GetSize()
-    assert heat.GetSpacing() == ff.GetSpacing()
-    assert heat.GetOrigin() == ff.GetOrigin()
-    assert heat.GetDirection() == ff.GetDirection()
+    for volume in (heat, sitk.ReadImage(str(out / "heatmap_signed.nrrd"))):
+        assert volume.GetSize() == ff.GetSize()
+        assert volume.GetSpacing() == ff.GetSpacing()
+        assert volume.GetOrigin() == ff.GetOrigin()
+        assert volume.GetDirection() == ff.GetDirection()
     h = sitk.GetArrayFromImage(heat)
     assert h.min() >= 0 and h.max() == pytest.approx(1.0)
     pred = json.loads((out / "prediction.json").read_text())
@@ -165,6 +166,9 @@ def test_batch_summary_with_a_failing_subject(tmp_path, model_files, capsys):
     prediction = json.loads((tmp_path / "res" / "s0" / "prediction.json").read_text())
     assert rows["s0"]["legs"].startswith(f"right {prediction['legs'][0]['verdict']} ")
     assert rows["s0"]["warnings"] == " | ".join(prediction["warnings"]) and "untrained" in rows["s0"]["warnings"]
+    # an old (uncalibrated) model: no temperature, no unfamiliar score, and the table says so
+    assert rows["s0"]["calibrated"] == "no" and rows["s0"]["unfamiliar_score"] == rows["s0"]["unfamiliar"] == ""
+    assert prediction["calibrated"] is False and prediction["unfamiliar"] is None
 
 
 def test_console_script_help_is_readable():

@@ -210,8 +210,12 @@ def test_to_native_is_the_engines_heatmap(leg_files):
     series = load_dixon(ff=leg_files["ff"])
     result = classify_volume(series, build_model("icam28", seed=0), device="cpu")
     for c, name in enumerate(CLASSES):
-        ours = maps.to_native(torch.from_numpy(result.class_maps[:, c]), result.geometry)
+        ours = maps.to_native(torch.from_numpy(result.class_maps[:, c]), result.geometry, series.body_mask(),
+                              "slice")
         assert np.allclose(ours, result.heatmap_for(name), atol=1e-6)
+        old = maps.to_native(torch.from_numpy(result.class_maps[:, c]), result.geometry)  # the rule before issue 12
+        assert np.allclose(np.where(series.body_mask(), old, 0) / max(old[series.body_mask()].max(), 1e-12),
+                           result.heatmap_for(name, "volume"), atol=1e-6)
     r = maps.to_native(maps.random_maps((series.n_slices, 28, 28), seed=0), result.geometry)
     assert r.shape == series.ff.shape and r.max() == pytest.approx(1.0)
 
@@ -283,6 +287,16 @@ def test_quick_evaluate_all_end_to_end(tiny_cohort, tmp_path):
         assert 0.5 < ff_row["pixel_auc"]["mean"] <= 1  # fat marks involvement in the phantom
         assert {"icam28/icam", "icam28/gradcam", "icam14/layercam", "resnet7/gradcam++",
                 "reference/random"} <= set(loc["summary"])
+        ceiling = loc["summary"]["reference/ff-pooled-8"]  # the FF image pooled to ICAM-28's map grid (8² on 64 px)
+        assert 0 <= ceiling["all"]["muscles"]["pixel_auc"]["mean"] <= 1
+        uniform = loc["summary"]["reference/random"]["DMD"]["specific_ratio"]["mean"]
+        assert 0.5 < uniform < 1.5  # a structureless map gives Per about its voxel share
+        assert "### Headline" in (out / "localisation" / "localisation.md").read_text()
+        t3 = json.loads((out / "table3" / "table3.json").read_text())["headline"]
+        assert {"icam28", "icam28|slice", "ff-pooled-8", "muscle mean FF"} <= set(t3)
+        cal = json.loads((out / "calibration" / "calibration.json").read_text())["results"]["icam28"]
+        assert cal["pooled_none"]["n_scans"] == 12 and 0 <= cal["pooled_none"]["ece"] <= 1
+        assert "body cues: `unknown`" in (out / "calibration" / "calibration.md").read_text()
         # plain CAM and Grad-CAM at layer4 give the same heatmap, so the same scores
         cam, grad = loc["summary"]["resnet7/icam"]["all"]["muscles"], loc["summary"]["resnet7/gradcam"]["all"]["muscles"]
         assert cam["pixel_auc"]["mean"] == pytest.approx(grad["pixel_auc"]["mean"], abs=1e-4)
@@ -303,8 +317,8 @@ def test_quick_evaluate_all_end_to_end(tiny_cohort, tmp_path):
                        "--quiet"])
         assert args.func(args) == 0
         keys = set(json.loads((only / "localisation.json").read_text())["summary"])
-        assert keys == {"reference/random", "reference/ff", "icam28/icam", "icam28/gradcam", "icam28/gradcam++",
-                        "icam28/layercam"}
+        assert keys == {"reference/random", "reference/ff", "reference/ff-pooled-8", "icam28/icam",
+                        "icam28/icam-slice", "icam28/gradcam", "icam28/gradcam++", "icam28/layercam"}
     finally:
         torch.set_num_threads(threads)
 

@@ -140,7 +140,7 @@ def test_an_earlier_output_is_replaced_only_with_overwrite_and_only_whole(tmp_pa
     assert code == 0
     manifest = json.loads((out / outputs.MANIFEST).read_text())
     assert manifest["written_by"] == "MDTexture" and manifest["command"] == "classify"
-    assert manifest["files"] == ["heatmap.nrrd", "prediction.json"]
+    assert manifest["files"] == ["heatmap.nrrd", "heatmap_signed.nrrd", "prediction.json"]
     from MDTextureLib import __version__
     assert manifest["version"] == __version__ and manifest["time_utc"].endswith("Z")
     first = snapshot(out)
@@ -161,8 +161,8 @@ def test_an_earlier_output_is_replaced_only_with_overwrite_and_only_whole(tmp_pa
     code, _, _ = run(["classify", "--ff", leg_files["ff"], "--segmentation", leg_files["muscles"], "--model",
                       model_files, "--out", out, "--no-report", "--target-class", "CMD", "--overwrite"], capsys)
     assert code == 0 and json.loads((out / "prediction.json").read_text())["target_class"] == "CMD"
-    assert json.loads((out / outputs.MANIFEST).read_text())["files"] == ["heatmap.nrrd", "prediction.json",
-                                                                         "texture_scores.csv"]
+    assert json.loads((out / outputs.MANIFEST).read_text())["files"] == ["heatmap.nrrd", "heatmap_signed.nrrd",
+                                                                         "prediction.json", "texture_scores.csv"]
     # a file the user put into an earlier output is theirs: --overwrite no longer replaces that folder
     (out / "my_measurements.xlsx").write_text("x")
     before = snapshot(out)

@@ -16,16 +16,17 @@ from MDTextureLib.phantom.anatomy import GridSpec, LegSpec, build_anatomy, expec
 from MDTextureLib.phantom.signal import fat_fraction, magnitude_dixon
 
 SMALL = dict(matrix=112, pixel_mm=1.5)         # 168 mm FOV: fits a child's calf, keeps tests fast
+REAL = dict(SMALL, body_cues="realistic")      # the literature's amounts and one pattern per subtype
 
 
 @pytest.fixture(scope="module")
 def scans():
-    """One small scan per class/subtype, made once for the module."""
+    """One small scan per class/subtype of the realistic cohort, made once for the module."""
     return {
-        "normal": make_scan("normal", seed=11, n_slices=24, age=9, **SMALL),
-        "DMD": make_scan("DMD", seed=12, n_slices=24, age=10, severity=0.6, **SMALL),
-        "COL6": make_scan("CMD", seed=13, n_slices=24, age=10, severity=0.6, subtype="COL6", **SMALL),
-        "LAMA2": make_scan("CMD", seed=14, n_slices=24, age=10, severity=0.6, subtype="LAMA2", **SMALL),
+        "normal": make_scan("normal", seed=11, n_slices=24, age=9, **REAL),
+        "DMD": make_scan("DMD", seed=12, n_slices=24, age=10, severity=0.6, **REAL),
+        "COL6": make_scan("CMD", seed=13, n_slices=24, age=10, severity=0.6, subtype="COL6", **REAL),
+        "LAMA2": make_scan("CMD", seed=14, n_slices=24, age=10, severity=0.6, subtype="LAMA2", **REAL),
     }
 
 
@@ -113,7 +114,7 @@ def test_normal_ff_low_and_noise_floor_lifts_measured(scans):
 def test_disease_ff_within_stated_ranges(subtype, table, severity):
     cls = "DMD" if subtype == "DMD" else "CMD"
     for seed in (1, 2):
-        s = make_scan(cls, seed=seed, n_slices=10, age=12, severity=severity, subtype=subtype, **SMALL)
+        s = make_scan(cls, seed=seed, n_slices=10, age=12, severity=severity, subtype=subtype, **REAL)
         for m in MUSCLES:
             lo, hi = table[m]
             assert lo - 0.5 <= _true(s, m) <= hi + 0.5, (subtype, m, _true(s, m))
@@ -122,15 +123,15 @@ def test_disease_ff_within_stated_ranges(subtype, table, severity):
 
 
 def test_dmd_muscle_ranking_tp_spared():
-    s = make_scan("DMD", seed=4, n_slices=10, age=10, severity=0.5, **SMALL)
+    s = make_scan("DMD", seed=4, n_slices=10, age=10, severity=0.5, **REAL)
     tp = _true(s, "TP")
     assert all(tp < _true(s, m) for m in ("Per", "Sol", "LG", "MG"))
     assert min(_true(s, m) for m in ("Per", "MG")) > max(_true(s, m) for m in ("TA", "TP"))
 
 
 def test_dmd_severity_grows_with_age():
-    young = make_scan("DMD", seed=8, n_slices=6, age=5.5, **SMALL)
-    old = make_scan("DMD", seed=8, n_slices=6, age=12.5, **SMALL)
+    young = make_scan("DMD", seed=8, n_slices=6, age=5.5, **REAL)
+    old = make_scan("DMD", seed=8, n_slices=6, age=12.5, **REAL)
     assert old.truth["severity"] > young.truth["severity"] + 0.5
     assert old.truth["mean_true_ff_percent"] > 2 * young.truth["mean_true_ff_percent"]
     assert young.truth["mean_true_ff_percent"] < 8.0      # mild DMD looks nearly normal
@@ -281,7 +282,8 @@ def test_cohort_is_deterministic_atomic_and_grouped(tmp_path, monkeypatch):
             assert f.read_bytes() == (tmp_path / "c2" / f.relative_to(tmp_path / "c1")).read_bytes(), f
     assert len(r1) >= 4 and {r.subject for r in r1} == {"S001", "S002", "S003", "S004"}
     header = (tmp_path / "c1" / "cohort.csv").read_text().splitlines()[0].split(",")
-    for col in ("subject", "scan", "class", "age", "severity", "subtype", "n_slices", "matrix", "pixel_mm", "folder"):
+    for col in ("subject", "scan", "class", "age", "severity", "subtype", "pattern_family", "body_cues", "n_slices",
+                "matrix", "pixel_mm", "folder"):
         assert col in header
     # a second scan is a follow-up of the same subject: same class, older
     two = write_cohort(tmp_path / "c3", subjects=3, seed=1, scans_per_subject=2, n_slices=4, workers=1,
@@ -320,6 +322,6 @@ def test_preview_png(tmp_path):
 
 def test_rim_statistic_separates_patterns_at_every_severity():
     for sev in (0.2, 0.5, 0.8):
-        col6 = make_scan("CMD", seed=31, n_slices=6, age=10, severity=sev, subtype="COL6", **SMALL)
-        dmd = make_scan("DMD", seed=31, n_slices=6, age=10, severity=sev, **SMALL)
+        col6 = make_scan("CMD", seed=31, n_slices=6, age=10, severity=sev, subtype="COL6", **REAL)
+        dmd = make_scan("DMD", seed=31, n_slices=6, age=10, severity=sev, **REAL)
         assert _rim_ratio(col6) > 1.5 * _rim_ratio(dmd), sev

@@ -46,17 +46,20 @@ def _net_with_nontrivial_batchnorm(variant: str, seed: int = 0) -> ICAMNet:
     return net.eval()
 
 
-@pytest.mark.parametrize("variant", ["icam28", "icam14"])
+@pytest.mark.parametrize("variant", ["icam28", "icam14", "icam28-leg", "icam14-leg"])
 def test_folded_network_gives_the_same_logits_and_maps(variant):
     net = _net_with_nontrivial_batchnorm(variant)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     folded = precision.fold_batchnorm(net)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
-    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == (20 if variant == "icam14" else 15)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == (20 if variant.startswith("icam14") else 15)
     x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    mask = torch.zeros(2, 1, 96, 96)
+    mask[0, :, 10:70, 20:90] = 1
+    mask[1, :, 30:90, 5:50] = 1
     with torch.no_grad():
-        logits, maps = net.forward_with_maps(x)
-        flogits, fmaps = folded.forward_with_maps(x)
+        logits, maps = net.forward_with_maps(x, mask)
+        flogits, fmaps = folded.forward_with_maps(x, mask)
     assert logits.abs().max() > 0.1  # the comparison is not between two near-zero tensors
     torch.testing.assert_close(flogits, logits, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(fmaps, maps, atol=1e-4, rtol=1e-4)
@@ -82,10 +85,14 @@ def test_bf16_trunk_float32_head_keeps_the_mean_identity():
         net.fc.bias.uniform_(-3, 3)
     x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
-        logits, maps = precision.forward_with_maps(net, x, "bf16")
-        reference, _ = precision.forward_with_maps(net, x, "fp32")
+        logits, maps, pooled = precision.forward_with_maps(net, x, "bf16")
+        reference, _, reference_pooled = precision.forward_with_maps(net, x, "fp32")
+    assert pooled.dtype == torch.float32 and pooled.shape == (2, net.fc.in_features)
     assert logits.dtype == maps.dtype == torch.float32
     torch.testing.assert_close(maps.mean(dim=(2, 3)), logits - net.fc.bias, atol=1e-5, rtol=1e-5)
+    with torch.inference_mode():
+        torch.testing.assert_close(net.fc(pooled), logits)  # the pooled vector is what the linear layer saw
+    assert pooled.shape == (2, 128 + 256) and 0 < (pooled - reference_pooled).abs().max() < 0.1
     assert 0 < (logits - reference).abs().max() < 0.1  # bf16 did run, and stayed close
 
 
@@ -208,3 +215,23 @@ def test_every_network_command_takes_precision(monkeypatch):
     assert settings_from_args(args).precision == "fp32"
     args = parser.parse_args(["evaluate", "table2", "--data", "d", "--out", "o", "--precision", "bf16"])
     assert settings_from_args(args).precision == "bf16"
+
+
+def test_bf16_leg_variant_keeps_the_mean_over_the_leg():
+    """Leg pooling in float32 on bf16 features: Σ m M^c / Σ m = S^c − b^c, and bf16 stays close to fp32."""
+    net = _net_with_nontrivial_batchnorm("icam28-leg")
+    with torch.no_grad():
+        net.fc.bias.uniform_(-3, 3)
+    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(3))
+    yy, xx = torch.meshgrid(torch.arange(96.0), torch.arange(96.0), indexing="ij")
+    mask = torch.stack([((xx - 40) ** 2 / 900 + (yy - 50) ** 2 / 400 <= 1),
+                        ((xx - 60) ** 2 + (yy - 40) ** 2 <= 500)])[:, None].float()
+    folded = precision.inference_net(net, "cpu")
+    with torch.inference_mode():
+        logits, maps, pooled = precision.forward_with_maps(folded, x, "bf16", mask)
+        reference, _, ref_pooled = precision.forward_with_maps(net, x, "fp32", mask)
+    m = torch.nn.functional.avg_pool2d(mask, 8)
+    torch.testing.assert_close((maps * m).sum(dim=(2, 3)) / m.sum(dim=(2, 3)), logits - net.fc.bias,
+                               atol=1e-5, rtol=1e-5)
+    assert 0 < (logits - reference).abs().max() < 0.1
+    assert (pooled - ref_pooled).abs().max() < 0.1

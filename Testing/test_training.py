@@ -80,7 +80,9 @@ def test_augmentation_shapes_identity_and_crop():
     assert apply_augmentation(x, sample_params(5, 40, AugmentConfig(), g)).shape == (5, 3, 40, 40)
     cfg = AugmentConfig(crop_px=24)
     assert apply_augmentation(x, sample_params(5, 40, cfg, g), crop_px=24).shape == (5, 3, 24, 24)
-    off = sample_params(5, 40, AugmentConfig(enabled=False), g)
+    from MDTextureLib.training.randomise import RandomisationConfig
+
+    off = sample_params(5, 40, AugmentConfig(enabled=False, randomisation=RandomisationConfig(enabled=False)), g)
     torch.testing.assert_close(apply_augmentation(x, off), x, atol=1e-5, rtol=0)
 
 
@@ -229,7 +231,8 @@ def test_train_command_writes_a_loadable_model_with_log_and_curve(tiny_cohort, t
     stem = tmp_path / "models" / "tiny_icam28"
     rc = _run_cli(["train", "--data", str(tiny_cohort), "--variant", "icam28", "--out", str(stem),
                    "--iterations", "3", "--size-px", "64", "--pixel-mm", "3.0", "--half", "--quiet",
-                   "--lr-steps", "0:1e-3,2:1e-4", "--data-note", "phantom test cohort", "--precision", "fp32"])
+                   "--lr-steps", "0:1e-3,2:1e-4", "--data-note", "phantom test cohort", "--precision", "fp32",
+                   "--calibration-share", "0"])
     assert rc == 0
     model = load_model(stem.with_suffix(".json"))
     card = json.loads(stem.with_suffix(".json").read_text())
@@ -239,7 +242,7 @@ def test_train_command_writes_a_loadable_model_with_log_and_curve(tiny_cohort, t
     assert tr["iterations"] == 3 and tr["lr_steps"][1] == {"from_iteration": 2, "lr": 1e-4}
     assert tr["command"] == ("mdtexture train --data tiny --variant icam28 --out tiny_icam28 --iterations 3 "
                              "--lr-steps 0:0.001,2:0.0001 --batch-size 8 --seed 0 --pixel-mm 3 --size-px 64 "
-                             "--precision fp32 --half")
+                             "--precision fp32 --calibration-share 0 --half")
     assert tr["precision"] == "fp32"
     assert tr["data_source"] == "phantom test cohort" and tr["data"]["scans"] == 6
     log = json.loads((stem.parent / "tiny_icam28.training.json").read_text())

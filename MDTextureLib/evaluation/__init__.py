@@ -10,7 +10,8 @@ Modules:
   map and the fat-fraction image, all brought onto the native grid the same way.
 - :mod:`.randomisation` — cascading model-parameter randomisation (Adebayo et al. 2018).
 - :mod:`.embedding` — 24×24 patches at heatmap maxima and their t-SNE embedding (Fig. 6).
-- :mod:`.experiments` — Table 1, Table 2, Fig. 3, Fig. 6, Table 3, localisation, randomisation.
+- :mod:`.experiments` — one module per experiment: Table 1, Table 2, Fig. 3, Fig. 6, Table 3, localisation,
+  randomisation, calibration (ECE), families (leave one pattern family out) (package; `run` in its `__init__`).
 - :mod:`.cli` — ``mdtexture evaluate …``.
 
 Everything here runs on phantom (synthetic) data unless a user points it at real data; results are labelled so.

@@ -29,7 +29,12 @@ are trained here for --iterations each (5 variants x 4 folds for `all`).
   localisation   pointing game, energy pointing game, relevance mass/rank accuracy, pixel AUC against the
                  involvement mask, for ICAM, CAM, Grad-CAM, Grad-CAM++, LayerCAM, a random map and the FF image
   randomisation  cascading model-parameter randomisation (Adebayo et al. 2018), Spearman rank correlation
+  calibration    expected calibration error of scan probabilities on the test folds, before and after
+                 temperature scaling (the card's temperature; and one fitted on the other folds' held-out scans)
   all            everything above, one subfolder each, plus summary.md and run.json
+  families       leave one pattern family out (cohort.csv pattern_family): accuracy on the held-out family's
+                 scans and how often they are flagged unfamiliar, vs in-distribution test scans (not in `all`:
+                 it trains one network per family and fold)
 """
 
 EPILOG = """\
@@ -39,6 +44,10 @@ Budget (2-core CPU): `evaluate all` on the default phantom cohort (48 subjects, 
 all 20 one after another, and 15 min for everything else (features, K-Means, SVM searches, inference, Grad-CAM
 family, metrics). Faster: train them in two `mdtexture crossval ... --keep-models` runs side by side (one thread
 each, about 50 min) and pass the fold models with --models (README, Experiments).
+Leg-pooled networks (--networks icam28-leg icam14-leg ...) add rows to table1, localisation, table3, calibration
+and randomisation: 4 more networks per variant. `families` trains one network per held-out pattern family and
+--family-folds (7 disease families x 1 fold = 7 networks at --iterations each) plus fold 1's usual network, and
+classifies every tested scan once more through `classify` when the network has an unfamiliar-input score.
 Use --threads 1 when another job shares the CPU (threads competing for cores slow PyTorch down many-fold).
 --quick runs a tiny profile (64-px window, 3 iterations) to check that everything runs; its numbers mean nothing.
 Results on phantom data are synthetic, not clinical.
@@ -47,14 +56,15 @@ Results on phantom data are synthetic, not clinical.
 
 def register(subparsers) -> None:
     from ..cli import add_output_args
-    from .settings import EXPERIMENTS, Settings
+    from .settings import EXPERIMENTS, EXTRA_EXPERIMENTS, NETWORK_CHOICES, Settings
 
     d = Settings()
     p = subparsers.add_parser("evaluate", help="reproduce the paper's experiments and score the heatmaps "
                                                "(tables, figures) on a cohort",
                               description=DESCRIPTION, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("experiment", choices=EXPERIMENTS + ("all",), help="which experiment (or all)")
+    p.add_argument("experiment", choices=EXPERIMENTS + EXTRA_EXPERIMENTS + ("all",),
+                   help="which experiment (or all; families only by name)")
     p.add_argument("--data", required=True, metavar="COHORT", help="cohort folder (with cohort.csv) or the CSV")
     add_output_args(p, required=True)
     p.add_argument("--models", metavar="DIR", help="folder of trained fold models VARIANT_foldK.json (from "
@@ -73,9 +83,16 @@ def register(subparsers) -> None:
     p.add_argument("--kmeans-k", type=int, help=f"K-Means dictionary size (default {d.kmeans_k}; paper 900)")
     p.add_argument("--imagenet", metavar="FILE", help="local torchvision ResNet18 ImageNet weights for the "
                                                       "ResNet18-GAP row and network initialisation")
-    p.add_argument("--networks", nargs="+", metavar="V", choices=("icam28", "icam14", "resnet7", "resnet14",
-                                                                  "resnet28"),
-                   help="networks whose maps localisation and randomisation score (default icam28 icam14 resnet7)")
+    p.add_argument("--networks", nargs="+", metavar="V", choices=NETWORK_CHOICES,
+                   help="networks whose maps localisation, randomisation and table3 score, and the extra rows of "
+                        "table1 (leg-pooled variants), calibration and families (first one) use (default icam28 "
+                        "icam14 resnet7; choices " + ", ".join(NETWORK_CHOICES) + ")")
+    p.add_argument("--calibration-share", type=float, default=d.calibration_share,
+                   help="share of each fold's training subjects held out to fit the temperature and the unfamiliar "
+                        f"threshold of the networks trained here, as `mdtexture train` (default {d.calibration_share}; "
+                        "0: none)")
+    p.add_argument("--family-folds", type=int, default=d.family_folds,
+                   help=f"families: subject folds run per held-out pattern family (default {d.family_folds})")
     p.add_argument("--quick", action="store_true", help="tiny smoke-test profile (numbers mean nothing)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -89,7 +106,8 @@ def settings_from_args(args):
     from .settings import Settings
 
     common = {"n_folds": args.folds, "fold_seed": args.fold_seed, "seed": args.seed, "imagenet": args.imagenet,
-              "lr_steps": args.lr_steps, "quiet": args.quiet,
+              "lr_steps": args.lr_steps, "quiet": args.quiet, "calibration_share": args.calibration_share,
+              "family_folds": args.family_folds,
               "precision": resolve_precision(args.precision, "cpu")}  # evaluation trains on the CPU
     if args.networks:
         common["networks"] = tuple(dict.fromkeys(args.networks))
@@ -100,6 +118,10 @@ def settings_from_args(args):
         raise InputError("--batch-size must be at least 1")
     if args.kmeans_k is not None and args.kmeans_k < 2:
         raise InputError("--kmeans-k must be at least 2")
+    if not 0 <= args.calibration_share < 1:
+        raise InputError("--calibration-share must lie in [0, 1)")
+    if args.family_folds < 1:
+        raise InputError("--family-folds must be at least 1")
     if args.folds < 2:
         raise InputError("--folds must be at least 2")
     if args.imagenet and not Path(args.imagenet).is_file():

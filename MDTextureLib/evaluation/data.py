@@ -52,6 +52,15 @@ def record_path(record, key: str, required: bool = True) -> str | None:
     return None
 
 
+def record_text(record, name: str, default: str = "") -> str:
+    """A per-scan cohort.csv column that may be a ``ScanRecord`` field (``pattern_family``) or only an extra column
+    (``body_cues``): the field when set, else ``record.extra[name]``, else ``default``."""
+    value = getattr(record, name, None)
+    if value is None or str(value).strip() == "":
+        value = (getattr(record, "extra", None) or {}).get(name)
+    return str(value).strip() if value is not None and str(value).strip() else default
+
+
 def fold_pairs(folds, n_records: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Folds as [(train_indices, test_indices)], from that form, from [test_indices] or from one fold id per scan."""
     folds = list(folds)
@@ -116,6 +125,7 @@ class CohortData:
         self.classes = np.array([CLASSES.index(r.class_name) for r in self.records])
         self.subjects = np.array([str(r.subject) for r in self.records])
         self._labels_model: dict[int, np.ndarray] = {}
+        self._body_model: dict[int, torch.Tensor] = {}
         self._geometry: dict[int, StackGeometry] = {}
 
     @classmethod
@@ -146,6 +156,12 @@ class CohortData:
         mean, std = self.normalisation
         idx = torch.nonzero(self.dataset.scan_of == i)[:, 0]
         return (self.dataset.stacks(idx) - mean) / std
+
+    def masks(self, i: int) -> torch.Tensor:
+        """Body masks beside the stacks of scan ``i``: (Z, 1, S, S) in [0, 1], as ``classify_volume`` builds them
+        (what a leg-pooled network needs with ``stacks(i)``)."""
+        idx = torch.nonzero(self.dataset.scan_of == i)[:, 0]
+        return self.dataset.masks(idx)
 
     def series(self, i: int) -> DixonSeries:
         return load_dixon(ff=record_path(self.records[i], "ff"))
@@ -179,6 +195,19 @@ class CohortData:
             labels = read_labels(record_path(self.records[i], "muscles"), series.grid).labels
             self._labels_model[i] = resample_labels(labels, self.geometry(i, series))
         return self._labels_model[i]
+
+    def body_model(self, i: int) -> torch.Tensor:
+        """Body (leg) mask of scan ``i`` on the model window, (Z, 1, S, S) float in {0, 1}: the ``mask`` that
+        leg-pooled networks take beside their input (nearest neighbour, the images' affine); cached."""
+        if i not in self._body_model:
+            series = self.series(i)
+            body = resample_labels(series.body_mask().astype(np.uint8), self.geometry(i, series))
+            self._body_model[i] = torch.from_numpy(body[:, None].astype(np.float32))
+        return self._body_model[i]
+
+    def pattern_family(self, i: int) -> str:
+        """The scan's disease-pattern family (cohort.csv ``pattern_family``; "" when the cohort has none)."""
+        return record_text(self.records[i], "pattern_family")
 
     def keyframes(self, i: int, min_soleus_mm2: float = KEYFRAME_MIN_SOLEUS_MM2) -> np.ndarray:
         """Slices of scan ``i`` that show the soleus (the images every Table-1 method is tested on)."""

@@ -183,3 +183,14 @@ def scan_metrics(heatmap_zyx, mask_zyx, domain_zyx=None, tolerance_px: float = 0
     if tolerance_px > 0:
         out["pointing_game_tol"] = slice_pointing_game(heatmap_zyx, mask_zyx, domain_zyx, tolerance_px)
     return out
+
+
+def mass_ratio_to_uniform(heatmap, mask, domain=None) -> float:
+    """The relevance-mass share on ``mask`` divided by the share a uniform map would give (|mask| / |domain|):
+    1 = no preference, 2 = twice the uniform share. Used for the class-specific muscles (``mask`` = those muscles,
+    ``domain`` = all muscles). NaN when the mask is empty in the domain or the map has no mass there."""
+    heat, gt, dom = _prepare(heatmap, mask, domain)
+    uniform = float((gt & dom).sum()) / max(float(dom.sum()), 1.0)
+    share = relevance_mass_accuracy(heat, gt, dom)
+    return share / uniform if uniform > 0 and np.isfinite(share) else float("nan")
+

@@ -17,8 +17,18 @@ Methods (``METHODS``):
 ``ff``
     the fat-fraction image itself, the reference a reader already has.
 
+``ff-pooled``
+    the FF image on the model window average-pooled to the network's map resolution, then taken home like a map:
+    what a map of that resolution could show at best by following fat (the ceiling row of the localisation table).
+
 Common path (the one ``VolumeResult.heatmap_for`` uses): raw map on the model window (Z, h, w) → ReLU →
-``maps_to_native`` (bilinear, inverse of the input resampling) → divided by its volume maximum, so [0, 1].
+``maps_to_native`` (bilinear, inverse of the input resampling) → 0 outside the body (when given) → divided by
+its maximum per slice (the product's rule) or over the volume (the rule before issue 12, ``to_native``'s default,
+kept so results stay comparable), so [0, 1].
+
+Leg-pooled networks (``net.pooling == "leg"``, e.g. ``icam28-leg``) take the body mask on the window beside their
+input (``net(x, mask)``, ``net.forward_with_maps(x, mask)``); every function here passes it when given ``masks``
+(Z, 1, S, S) and the network asks for it.
 """
 
 from __future__ import annotations
@@ -31,7 +41,8 @@ from ..stacks import StackGeometry, maps_to_native
 METHODS = ("icam", "gradcam", "gradcam++", "layercam", "random", "ff")
 GRADIENT_METHODS = ("gradcam", "gradcam++", "layercam")
 METHOD_LABELS = {"icam": "ICAM / CAM (own map)", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++",
-                 "layercam": "LayerCAM", "random": "random map", "ff": "FF image as map"}
+                 "layercam": "LayerCAM", "random": "random map", "ff": "FF image as map",
+                 "icam-slice": "own map, per slice within the leg", "ff-pooled": "FF image pooled to the map grid"}
 
 
 def map_layer(net) -> torch.nn.Module:
@@ -49,14 +60,42 @@ def _per_slice(class_index, n: int) -> np.ndarray:
     return idx
 
 
-def icam_maps(net, stacks: torch.Tensor, class_index=None, batch_size: int = 16):
+def uses_mask(net) -> bool:
+    """Whether ``net`` pools over the leg and so needs the body mask beside its input."""
+    return getattr(net, "pooling", "image") == "leg"
+
+
+def _mask_args(net, masks, start: int, stop: int) -> tuple:
+    """() for an image-pooled network; (mask batch,) for a leg-pooled one (refused without masks)."""
+    if not uses_mask(net):
+        return ()
+    if masks is None:
+        raise ValueError("a leg-pooled network needs the body masks of its input (masks=...)")
+    return (masks[start:stop],)
+
+
+class _WithMask(torch.nn.Module):
+    """``net(x, mask)`` seen as ``module(x)`` (for pytorch_grad_cam, which calls ``model(x)``); ``mask`` is set per
+    batch."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.mask_args: tuple = ()
+
+    def forward(self, x):
+        return self.net(x, *self.mask_args)
+
+
+def icam_maps(net, stacks: torch.Tensor, class_index=None, batch_size: int = 16, masks: torch.Tensor | None = None):
     """Own class maps: (logits (Z, C), maps (Z, C, h, w)) or, with ``class_index`` (one index, or one per slice),
-    (logits, maps (Z, h, w) of that class)."""
+    (logits, maps (Z, h, w) of that class). ``masks`` (Z, 1, S, S): the body, for leg-pooled networks."""
     net = net.eval()
     logits, maps = [], []
     with torch.inference_mode():
         for start in range(0, stacks.shape[0], batch_size):
-            lg, mp = net.forward_with_maps(stacks[start:start + batch_size])
+            stop = start + batch_size
+            lg, mp = net.forward_with_maps(stacks[start:stop], *_mask_args(net, masks, start, stop))
             logits.append(lg)
             maps.append(mp)
     logits_t, maps_t = torch.cat(logits).float(), torch.cat(maps).float()
@@ -67,7 +106,8 @@ def icam_maps(net, stacks: torch.Tensor, class_index=None, batch_size: int = 16)
 
 
 def gradient_maps(net, stacks: torch.Tensor, class_index, methods=GRADIENT_METHODS,
-                  layer: torch.nn.Module | None = None, batch_size: int = 8) -> dict:
+                  layer: torch.nn.Module | None = None, batch_size: int = 8,
+                  masks: torch.Tensor | None = None) -> dict:
     """Raw maps of the gradient methods (before ReLU), each (Z, h, w) at the layer's resolution, for
     ``class_index`` (one index, or one per slice).
 
@@ -84,7 +124,8 @@ def gradient_maps(net, stacks: torch.Tensor, class_index, methods=GRADIENT_METHO
     layer = layer if layer is not None else map_layer(net)
     net = net.eval()
     # The first object's hooks record activations and gradients; the others only lend their weighting code.
-    cams = {m: classes[m](model=net, target_layers=[layer]) for m in methods}
+    model = _WithMask(net).eval()
+    cams = {m: classes[m](model=model, target_layers=[layer]) for m in methods}
     recorder = cams[methods[0]]
     for m in methods[1:]:
         cams[m].activations_and_grads.release()
@@ -94,6 +135,7 @@ def gradient_maps(net, stacks: torch.Tensor, class_index, methods=GRADIENT_METHO
         for start in range(0, stacks.shape[0], batch_size):
             x = stacks[start:start + batch_size]
             targets = [ClassifierOutputTarget(int(c)) for c in per_slice[start:start + x.shape[0]]]
+            model.mask_args = _mask_args(net, masks, start, start + x.shape[0])
             with torch.enable_grad():
                 outputs = recorder.activations_and_grads(x)
                 net.zero_grad(set_to_none=True)
@@ -116,26 +158,43 @@ def random_maps(shape: tuple, seed: int) -> torch.Tensor:
     return torch.rand(shape, generator=g)
 
 
-def to_native(maps_zhw: torch.Tensor, geometry: StackGeometry) -> np.ndarray:
-    """ReLU → native grid → divided by the volume maximum: the heatmap a user sees, (Z, rows, cols) in [0, 1]."""
+def to_native(maps_zhw: torch.Tensor, geometry: StackGeometry, body: np.ndarray | None = None,
+              normalisation: str = "volume") -> np.ndarray:
+    """ReLU → native grid → 0 outside ``body`` (when given) → divided by the maximum per slice or over the volume
+    (``normalisation``, as ``inference.scale_heatmap``), (Z, rows, cols) in [0, 1]. With ``body`` and
+    ``normalisation="slice"`` this is the heatmap ``classify_volume`` shows; the defaults are the rule before
+    issue 12 (no body, volume maximum), kept so results stay comparable."""
+    from ..inference import scale_heatmap
+
     native = maps_to_native(torch.as_tensor(maps_zhw).float().clamp_min(0), geometry).numpy()
-    peak = float(native.max())
-    return (native / peak if peak > 0 else native).astype(np.float32)
+    if body is not None:
+        native = np.where(body, native, 0.0)
+    slice_axis = 0 if geometry.orientation is None else int(geometry.orientation.axes[0])
+    return scale_heatmap(native, normalisation, slice_axis).astype(np.float32)
+
+
+def pooled_ff_maps(ff_window: torch.Tensor, map_hw: tuple) -> torch.Tensor:
+    """The FF image on the model window (Z, S, S) average-pooled to the map resolution (Z, h, w)."""
+    ff = torch.as_tensor(ff_window).float()[:, None]
+    return torch.nn.functional.adaptive_avg_pool2d(ff, tuple(int(v) for v in map_hw))[:, 0]
 
 
 def scan_heatmaps(net, stacks: torch.Tensor, geometry: StackGeometry, class_index: int, ff_native: np.ndarray,
-                  methods=METHODS, seed: int = 0) -> tuple[dict, torch.Tensor]:
-    """Every requested method's native heatmap for one scan (the map of ``class_index``), plus the logits."""
-    logits, own = icam_maps(net, stacks, class_index)
+                  methods=METHODS, seed: int = 0, masks: torch.Tensor | None = None, body: np.ndarray | None = None,
+                  normalisation: str = "volume") -> tuple[dict, torch.Tensor]:
+    """Every requested method's native heatmap for one scan (the map of ``class_index``), plus the logits.
+    ``masks``: the body beside each stack (leg-pooled networks); ``body``, ``normalisation``: see ``to_native``.
+"""
+    logits, own = icam_maps(net, stacks, class_index, masks=masks)
     out = {}
     if "icam" in methods:
-        out["icam"] = to_native(own, geometry)
+        out["icam"] = to_native(own, geometry, body, normalisation)
     grad = [m for m in methods if m in GRADIENT_METHODS]
     if grad:
-        for m, raw in gradient_maps(net, stacks, class_index, grad).items():
-            out[m] = to_native(raw, geometry)
+        for m, raw in gradient_maps(net, stacks, class_index, grad, masks=masks).items():
+            out[m] = to_native(raw, geometry, body, normalisation)
     if "random" in methods:
-        out["random"] = to_native(random_maps(tuple(own.shape), seed), geometry)
+        out["random"] = to_native(random_maps(tuple(own.shape), seed), geometry, body, normalisation)
     if "ff" in methods:
         out["ff"] = np.clip(np.asarray(ff_native, dtype=np.float32), 0, 1)
     return out, logits

@@ -12,8 +12,12 @@ from pathlib import Path
 from ..constants import DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX
 from ..scores import ScoreParameters
 
-EXPERIMENTS = ("table1", "table2", "neurons", "tsne", "table3", "localisation", "randomisation")
+EXPERIMENTS = ("table1", "table2", "neurons", "tsne", "table3", "localisation", "randomisation", "calibration")
+#: Experiments run only by name (not by ``all``): they train networks of their own.
+EXTRA_EXPERIMENTS = ("families",)
 LOCALISATION_VARIANTS = ("icam28", "icam14", "resnet7")
+#: Networks an evaluation can train and score: the paper's variants and the leg-pooled ones (issue 12).
+NETWORK_CHOICES = ("icam28", "icam14", "resnet7", "resnet14", "resnet28", "icam28-leg", "icam14-leg")
 KMEANS_K = 256  # K-Means dictionary size (paper 900; why smaller: MDTextureLib.evaluation.baselines)
 
 
@@ -40,6 +44,9 @@ class Settings:
     quick: bool = False
     quiet: bool = False
     precision: str = "fp32"  # of the networks trained here (fp32 or bf16, resolved from --precision)
+    calibration_share: float = 0.2  # subjects held out of each training fold to calibrate (as `mdtexture train`)
+    ece_bins: int = 10
+    family_folds: int = 1  # folds per held-out pattern family (families experiment)
     score_params: ScoreParameters = field(default_factory=ScoreParameters)
 
     @classmethod

@@ -7,9 +7,13 @@ Public API::
     write_scan(scan, "out/S001_1")            # water/fat/ff/muscles/involvement .nrrd, muscles.seg.nrrd, truth.json
     records = write_cohort("out", subjects=48, seed=0)   # + cohort.csv; returns MDTextureLib.cohort records
 
-Modules: ``anatomy`` (geometry and muscle layout), ``subject`` (traits, scanner settings), ``disease`` (amount and
-pattern of fat), ``signal`` (Dixon magnitudes, coil, noise), ``scan`` (one scan + truth), ``io`` (files),
-``cohort`` (many scans, atomic), ``preview`` (PNG sheet), ``stats`` (cohort statistics), ``cli`` (commands).
+Modules: ``anatomy`` (geometry and muscle layout), ``subject`` (traits by body cues, scanner settings), ``disease``
+(amount of fat), ``patterns`` (where the fat goes: the pattern families), ``signal`` (Dixon magnitudes, coil,
+noise), ``scan`` (one scan + truth), ``io`` (files), ``cohort`` (many scans, atomic), ``preview`` (PNG sheet),
+``stats`` (cohort statistics), ``confounds`` (what besides the pattern classifies a cohort), ``cli`` (commands).
+
+Two cohorts: ``body_cues="texture"`` (default; body traits and fat level from one distribution for every class)
+and ``"realistic"`` (the literature's class-linked traits; the same images the phantom made before body cues).
 """
 from .cohort import write_cohort
 from .io import write_scan

@@ -85,6 +85,8 @@ class LegSpec:
     centre_mm: tuple                # leg centre (x, y) in the FOV at the slab centre, relative to the FOV centre
     drift_mm_per_slice: tuple       # leg axis slightly oblique to z
     rotation_deg: float
+    egg: float = 0.12               # calf narrower anteriorly (v > 0) than posteriorly by this share
+    layout: tuple = ()              # per region (du, dv normalised anchor shift, area scale); () = the atlas layout
 
     @property
     def outer_radius_mm(self) -> float:
@@ -183,14 +185,16 @@ def _tibia_radius(phi, a_ml, b_ap):
     return ell * (1.0 + 0.08 * np.cos(3.0 * (phi - np.pi / 2)))
 
 
-def _scores(u_n, v_n, w, present, sd_membrane, u_fib_n):
-    """Power-diagram scores, shape (N_REGIONS, ...); absent regions get -inf."""
+def _scores(u_n, v_n, w, present, sd_membrane, u_fib_n, layout=()):
+    """Power-diagram scores, shape (N_REGIONS, ...); absent regions get -inf. ``layout`` shifts the anchors."""
     out = np.empty((N_REGIONS,) + u_n.shape, dtype=np.float32)
     big = np.float32(1e3)
     penalty = {+1: (sd_membrane < 0) * big, -1: (sd_membrane > 0) * big,
                0: (u_n < u_fib_n) * big}    # the peroneus stays lateral of the fibula's centre
     for r, name in enumerate(REGIONS):
         cu, cv, au, av, side = ANCHORS[name]
+        if layout:
+            cu, cv = cu + layout[r][0], cv + layout[r][1]
         q = np.square((u_n - np.float32(cu)) * np.float32(1 / au))
         q += np.square((v_n - np.float32(cv)) * np.float32(1 / av))
         q += penalty[side]
@@ -211,7 +215,7 @@ def build_anatomy(leg: LegSpec, grid: GridSpec, fascia_mm: float = 0.8) -> Anato
     u, v = _leg_coordinates(leg, grid, box)
     # egg-shaped calf: narrower anteriorly, wider over the gastrocnemii (posterior)
     v_n = v / rv
-    u_n = u / (ru * (1.0 - 0.12 * np.clip(v_n, -1.2, 1.2)))
+    u_n = u / (ru * (1.0 - leg.egg * np.clip(v_n, -1.2, 1.2)))
 
     # --- bones (sizes in mm, positions follow the compartment) ---
     bs = leg.bone_scale
@@ -246,6 +250,8 @@ def build_anatomy(leg: LegSpec, grid: GridSpec, fascia_mm: float = 0.8) -> Anato
 
     # --- fit the power-diagram weights on a coarse grid so each region gets its target area ---
     rel = area_profile(zf)                                              # (R, z)
+    if leg.layout:                                                      # muscle size jitter between subjects
+        rel = rel * np.array([a for _, _, a in leg.layout])[:, None]
     present = (rel > 0)[:, :, None, None]
     step = 2 if grid.matrix >= 128 else 1
     sl = (slice(None), slice(None, None, step), slice(None, None, step))
@@ -255,14 +261,14 @@ def build_anatomy(leg: LegSpec, grid: GridSpec, fascia_mm: float = 0.8) -> Anato
     fib_un = np.float32(FIBULA_CENTRE[0])
     zi = np.broadcast_to(np.arange(nz)[:, None, None], uc.shape)[avc]
     for _ in range(8):
-        lab = np.argmax(_scores(uc, vc, w, present, sdc, fib_un), axis=0)[avc]
+        lab = np.argmax(_scores(uc, vc, w, present, sdc, fib_un, leg.layout), axis=0)[avc]
         area = np.bincount(zi * N_REGIONS + lab, minlength=nz * N_REGIONS).reshape(nz, N_REGIONS).T
         upd = 0.8 * np.log((target + 1.0) / (area + 1.0))
         w += np.where(rel > 0, upd, 0.0).astype(np.float32)[:, :, None, None]
 
     region = np.zeros(u.shape, dtype=np.int8)
     for k in range(nz):   # full-resolution assignment, one slice at a time to bound memory
-        s = _scores(u_n[k], v_n[k], w[:, k], present[:, k], sd[k], fib_un)
+        s = _scores(u_n[k], v_n[k], w[:, k], present[:, k], sd[k], fib_un, leg.layout)
         region[k] = np.where(avail[k], np.argmax(s, axis=0) + 1, 0)
 
     # --- keep only the largest in-plane piece of each region per slice (no stray slivers of a muscle) ---

@@ -29,15 +29,20 @@ def register(subparsers) -> None:
     p.add_argument("--slices", type=positive_int, default=None, help="fix the number of 4 mm slices (default 16-35)")
     p.add_argument("--matrix", type=positive_int, default=None, help="fix the in-plane matrix (default 192-320)")
     p.add_argument("--pixel-mm", type=float, default=None, help="fix the in-plane pixel size (default 0.7-1.5 mm)")
+    p.add_argument("--body-cues", choices=("texture", "realistic"), default="texture",
+                   help="texture (default): body traits and fat level drawn from one distribution for every class, so "
+                        "only the spatial pattern and which muscles are involved tell the classes apart; realistic: "
+                        "the literature's class-linked body traits (DMD pseudohypertrophy, CMD atrophy, ages by class)")
     p.add_argument("--workers", type=positive_int, default=None, help="processes (default: CPU cores)")
     p.add_argument("--preview", default=None, metavar="PNG", help="also write a sheet of one mid-calf slice per class")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_phantom)
 
     s = subparsers.add_parser(
-        "cohort-stats", help="per-class mean-FF distribution and the mean-FF kNN accuracy of a cohort",
-        description="Reads a cohort folder, prints the distribution of whole-muscle mean FF per class and the "
-                    "accuracy of a mean-FF k-nearest-neighbour classifier with subject-level 4-fold cross-validation.")
+        "cohort-stats", help="per-class mean-FF distribution, mean-FF kNN accuracy and the confound audit of a cohort",
+        description="Reads a cohort folder, prints the distribution of whole-muscle mean FF per class, the "
+                    "accuracy of a mean-FF k-nearest-neighbour classifier, and DMD-vs-CMD accuracy from body traits "
+                    "alone and from first-order FF statistics alone (subject-level 4-fold cross-validation).")
     s.add_argument("--data", required=True, help="cohort folder (with cohort.csv)")
     add_output_args(s, purpose="write cohort_stats.json and cohort_stats.md here")
     s.add_argument("--k", type=positive_int, default=5, help="neighbours (default 5)")
@@ -57,7 +62,7 @@ def run_phantom(args) -> int:
     records = write_cohort(args.out, subjects=args.subjects, seed=args.seed, scans_per_subject=args.scans_per_subject,
                            classes=tuple(args.classes), n_slices=args.slices, matrix=args.matrix,
                            pixel_mm=args.pixel_mm, workers=args.workers, progress=not args.quiet,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, body_cues=args.body_cues)
     counts = {c: sum(r.class_name == c for r in records) for c in CLASSES if c in args.classes}
     print(f"wrote {len(records)} scans of {len({r.subject for r in records})} subjects to {args.out} "
           f"({', '.join(f'{c} {n}' for c, n in counts.items())}) in {time.time() - t0:.1f} s")
@@ -68,20 +73,24 @@ def run_phantom(args) -> int:
 
 
 def write_preview_from_cohort(records, png_path):
-    """Sheet with the first scan of each class in the cohort, read back from its files.
-
-    For CMD a COL6-like scan is preferred when there is one: its rim is the hallmark to compare with DMD.
-    """
+    """Sheet with the first scan of each pattern family in the cohort (of each class when the cohort has no
+    families), read back from its files. Without families a COL6-like CMD scan is preferred: its rim is the hallmark
+    to compare with DMD."""
     import SimpleITK as sitk
+    from .patterns import ALL_FAMILIES
     from .preview import render_preview, scan_title
 
+    picks = []
+    if any(r.pattern_family for r in records):
+        for fam in ALL_FAMILIES:
+            picks += [r for r in records if r.pattern_family == fam][:1]
+    else:
+        for c in CLASSES:
+            pick = [r for r in records if r.class_name == c]
+            pick = [r for r in pick if r.subtype == "COL6"] or pick if c == "CMD" else pick
+            picks += pick[:1]
     rows = []
-    for c in CLASSES:
-        pick = [r for r in records if r.class_name == c]
-        pick = [r for r in pick if r.subtype == "COL6"] or pick if c == "CMD" else pick
-        rec = pick[0] if pick else None
-        if rec is None:
-            continue
+    for rec in picks:
         arr = {k: sitk.GetArrayFromImage(sitk.ReadImage(str(getattr(rec, k)))) for k in ("water", "fat", "ff")}
         arr["labels"] = sitk.GetArrayFromImage(sitk.ReadImage(str(rec.muscles)))
         with open(rec.truth, encoding="utf-8") as fh:

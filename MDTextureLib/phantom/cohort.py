@@ -19,8 +19,8 @@ from .io import write_scan
 from .scan import generate_scan
 from .subject import draw_acquisition, draw_subject, follow_up
 
-CSV_COLUMNS = ("subject", "scan", "class", "subtype", "age", "severity", "n_slices", "matrix", "pixel_mm",
-               "fov_mm", "snr", "folder")
+CSV_COLUMNS = ("subject", "scan", "class", "subtype", "pattern_family", "body_cues", "age", "severity", "n_slices",
+               "matrix", "pixel_mm", "fov_mm", "snr", "folder")
 #: Share of subjects with a second (follow-up) scan when it is drawn: the paper had 68 scans of 42 subjects.
 P_SECOND_SCAN = 0.6
 
@@ -46,8 +46,8 @@ def plan_cohort(subjects: int, seed: int, scans_per_subject=None, classes=CLASSE
 
 def _build_subject(job) -> list:
     """Generate and write every scan of one subject; returns its cohort.csv rows (runs in a worker process)."""
-    sid, cls, n_scans, index, seed, root, overrides = job
-    subject = draw_subject(np.random.default_rng([seed, index, 0]), cls)
+    sid, cls, n_scans, index, seed, root, overrides, body_cues = job
+    subject = draw_subject(np.random.default_rng([seed, index, 0]), cls, body_cues=body_cues)
     rows = []
     for j in range(1, n_scans + 1):
         if j > 1:
@@ -57,7 +57,8 @@ def _build_subject(job) -> list:
         folder = f"{sid}_{j}"
         write_scan(scan, Path(root) / folder)
         g = acq.grid
-        rows.append({"subject": sid, "scan": j, "class": cls, "subtype": subject.subtype, "age": subject.age,
+        rows.append({"subject": sid, "scan": j, "class": cls, "subtype": subject.subtype,
+                     "pattern_family": subject.pattern_family, "body_cues": subject.body_cues, "age": subject.age,
                      "severity": subject.severity, "n_slices": g.n_slices, "matrix": g.matrix,
                      "pixel_mm": g.pixel_mm, "fov_mm": round(g.matrix * g.pixel_mm, 2), "snr": round(acq.snr, 2),
                      "folder": folder})
@@ -65,8 +66,12 @@ def _build_subject(job) -> list:
 
 
 def write_cohort(out_dir, subjects: int, seed: int, scans_per_subject=None, classes=CLASSES, n_slices=None,
-                 matrix=None, pixel_mm=None, workers=None, progress=True, overwrite=False) -> list:
+                 matrix=None, pixel_mm=None, workers=None, progress=True, overwrite=False,
+                 body_cues: str = "texture") -> list:
     """Generate a cohort into ``out_dir`` atomically and return its records (``MDTextureLib.cohort.read_cohort``).
+
+    ``body_cues``: ``texture`` (body traits and fat level from one distribution for every class) or ``realistic``
+    (the literature's class-linked traits); see :mod:`.subject` and :mod:`.disease`.
 
     The cohort is written into a hidden sibling folder and renamed into place only when complete, so a failure
     leaves nothing half-written. An existing non-empty ``out_dir`` is an error unless it is an earlier MDTexture
@@ -82,16 +87,17 @@ def write_cohort(out_dir, subjects: int, seed: int, scans_per_subject=None, clas
     # fail early (in this process, with a clear message) if the fixed grid cannot hold the subjects' legs
     for sid, cls, _, index in plan[: min(len(plan), 3)]:
         draw_acquisition(np.random.default_rng([seed, index, 1]),
-                         draw_subject(np.random.default_rng([seed, index, 0]), cls), **overrides)
+                         draw_subject(np.random.default_rng([seed, index, 0]), cls, body_cues=body_cues), **overrides)
     with atomic_dir(out, "phantom", overwrite=overwrite) as tmp:
-        jobs = [(sid, cls, k, idx, int(seed), str(tmp), overrides) for sid, cls, k, idx in plan]
+        jobs = [(sid, cls, k, idx, int(seed), str(tmp), overrides, body_cues) for sid, cls, k, idx in plan]
         rows = _run(jobs, workers, progress)
         with open(tmp / "cohort.csv", "w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, lineterminator="\n")
             w.writeheader()
             w.writerows(rows)
         params = {"generator": "MDTexture phantom", "seed": int(seed), "subjects": int(subjects),
-                  "scans_per_subject": scans_per_subject, "classes": list(classes), "scans": len(rows), **overrides}
+                  "scans_per_subject": scans_per_subject, "classes": list(classes), "scans": len(rows),
+                  "body_cues": body_cues, **overrides}
         (tmp / "cohort.json").write_text(json.dumps(params, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return read_cohort(out)
 

@@ -69,5 +69,7 @@ def render_preview(rows: list, png_path, dpi: int = 80) -> Path:
 def scan_title(truth: dict) -> str:
     """Row label: class, subtype, age, severity and the measured whole-muscle mean FF."""
     sub = "" if truth["subtype"] in (truth["class"], "none") else f" ({truth['subtype']})"
-    return (f"{truth['class']}{sub}\nage {truth['age']:.0f} y, sev {truth['severity']:.2f}\n"
+    fam = truth.get("pattern_family", "")
+    fam = f"\n{fam}" if fam and fam != "normal" else ""
+    return (f"{truth['class']}{sub}{fam}\nage {truth['age']:.0f} y, sev {truth['severity']:.2f}\n"
             f"mean FF {truth['mean_measured_ff_percent']:.1f} %")

@@ -14,7 +14,12 @@ in the rotated, resized frame, with ``k = crop_px / (s·size_px)`` and the crop 
 input window samples as 0 (air in a fat-fraction image), as at inference.
 
 The intensity factor multiplies the fat fraction before the model's normalisation ``(x − mean) / std``, so it
-scales the image, not the normalised values.
+scales the image, not the normalised values. The body mask of a leg-pooled variant is moved by the same affine
+(``warp_mask``: bilinear, 0 outside the window, no intensity factor), so it stays on the leg it outlines.
+
+Before the geometry, each image goes through the acquisition randomisation of :mod:`.randomise` (noise, bias
+field, resolution, slice thickness, FF calibration) when ``config.randomisation`` is enabled, with a generator
+seeded per image from the batch's draws.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from .randomise import RandomisationConfig, randomise_batch
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,7 @@ class AugmentConfig:
     intensity: tuple = (0.8, 1.2)
     crop_px: int | None = None
     enabled: bool = True
+    randomisation: RandomisationConfig = RandomisationConfig()  # acquisition randomisation (its own switch)
 
     def as_dict(self) -> dict:
         return {"resize_factor": list(self.scale), "rotation_deg": list(self.rotation_deg),
@@ -50,10 +58,12 @@ class AugmentParams:
     intensity: torch.Tensor
     centre_x: torch.Tensor  # crop centre, normalised, in the rotated resized frame
     centre_y: torch.Tensor
+    seeds: torch.Tensor | None = None  # per image: seeds the acquisition randomisation
+    randomisation: RandomisationConfig | None = None  # None: no acquisition randomisation
 
     def __getitem__(self, idx) -> "AugmentParams":
         return AugmentParams(self.scale[idx], self.angle_deg[idx], self.intensity[idx], self.centre_x[idx],
-                             self.centre_y[idx])
+                             self.centre_y[idx], None if self.seeds is None else self.seeds[idx], self.randomisation)
 
 
 def _uniform(n: int, lo: float, hi: float, generator: torch.Generator) -> torch.Tensor:
@@ -70,10 +80,12 @@ def sample_params(n: int, size_px: int, config: AugmentConfig, generator: torch.
     slack = (1.0 - crop / (scale * size_px)).clamp_min(0.0)  # how far the crop centre may move
     cx = (2 * torch.rand(n, generator=generator, dtype=torch.float64) - 1) * slack
     cy = (2 * torch.rand(n, generator=generator, dtype=torch.float64) - 1) * slack
+    seeds = torch.randint(0, 2**62, (n,), generator=generator)
+    randomisation = config.randomisation if config.randomisation.enabled else None
     if not config.enabled:
         ones, zeros = torch.ones(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
-        return AugmentParams(ones, zeros, ones.clone(), zeros.clone(), zeros.clone())
-    return AugmentParams(scale, angle, intensity, cx, cy)
+        return AugmentParams(ones, zeros, ones.clone(), zeros.clone(), zeros.clone(), seeds, randomisation)
+    return AugmentParams(scale, angle, intensity, cx, cy, seeds, randomisation)
 
 
 def theta_for(params: AugmentParams, size_px: int, crop_px: int) -> torch.Tensor:
@@ -95,10 +107,22 @@ def apply_augmentation(images: torch.Tensor, params: AugmentParams, crop_px: int
     if h != w:
         raise ValueError(f"augmentation expects square windows, got {h}×{w}")
     crop = crop_px or h
+    if params.randomisation is not None:
+        images = randomise_batch(images, params.seeds, params.randomisation)
     theta = theta_for(params, h, crop).to(images.device)
     grid = F.affine_grid(theta, [b, c, crop, crop], align_corners=False)
     warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return warped * params.intensity.to(device=images.device, dtype=images.dtype).view(b, 1, 1, 1)
+
+
+def warp_mask(mask: torch.Tensor, params: AugmentParams, crop_px: int | None = None) -> torch.Tensor:
+    """The body masks (B, 1, S, S) moved exactly as ``apply_augmentation`` moves their stacks (same affine,
+    bilinear, 0 outside the window) but not intensity-scaled: (B, 1, crop, crop) in [0, 1]."""
+    b, _, h, w = mask.shape
+    crop = crop_px or h
+    theta = theta_for(params, h, crop).to(mask.device)
+    grid = F.affine_grid(theta, [b, 1, crop, crop], align_corners=False)
+    return F.grid_sample(mask.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def augment(images: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:

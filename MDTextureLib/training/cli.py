@@ -56,6 +56,10 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
                                                       "ImageNet file (.pth or .safetensors); nothing is downloaded. "
                                                       "Default: from scratch")
     g.add_argument("--no-augment", action="store_true", help="train without the §3.2 augmentation")
+    g.add_argument("--randomise", action=argparse.BooleanOptionalAction, default=True,
+                   help="acquisition randomisation: noise, bias field, in-plane resolution, slice thickness, FF "
+                        "calibration offset/scale (training/randomise.py; settings in the card's "
+                        "training.randomisation). Default on")
     g.add_argument("--pixel-mm", type=float, default=DEFAULT_PIXEL_MM,
                    help=f"model pixel size in mm (default {DEFAULT_PIXEL_MM})")
     g.add_argument("--size-px", type=int, default=DEFAULT_SIZE_PX,
@@ -72,6 +76,7 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
 def _config(args, variant: str):
     from .augment import AugmentConfig
     from .loop import TrainConfig, default_lr_steps, parse_lr_steps
+    from .randomise import RandomisationConfig
 
     if variant not in VARIANTS:
         raise InputError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
@@ -84,7 +89,9 @@ def _config(args, variant: str):
     config = TrainConfig(variant=variant, iterations=args.iterations, lr_steps=steps, batch_size=args.batch_size,
                          momentum=args.momentum, weight_decay=args.weight_decay, seed=args.seed,
                          pixel_mm=args.pixel_mm, size_px=args.size_px,
-                         augment=AugmentConfig(enabled=not args.no_augment), imagenet=args.imagenet,
+                         augment=AugmentConfig(enabled=not args.no_augment,
+                                               randomisation=RandomisationConfig(enabled=args.randomise)),
+                         imagenet=args.imagenet,
                          name=getattr(args, "name", None), precision=args.precision)
     config.check()
     return config
@@ -121,6 +128,8 @@ def training_command(args, config, command: str = "train", variants=None) -> str
     parts = ["mdtexture", command, "--data", _name(args.data)]
     if command == "crossval":
         parts += ["--folds", str(args.folds), "--fold-seed", str(args.fold_seed), "--variant", *variants]
+        if args.calibration_share:
+            parts += ["--calibration-share", f"{args.calibration_share:g}"]
     else:
         parts += ["--variant", config.variant]
     parts += ["--out", _name(args.out), "--iterations", str(config.iterations), "--lr-steps", _schedule(config),
@@ -133,6 +142,8 @@ def training_command(args, config, command: str = "train", variants=None) -> str
         parts += ["--imagenet", _name(config.imagenet)]
     if not config.augment.enabled:
         parts.append("--no-augment")
+    if not config.augment.randomisation.enabled:
+        parts.append("--no-randomise")
     from ..constants import DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX
 
     if config.pixel_mm != DEFAULT_PIXEL_MM:
@@ -140,6 +151,8 @@ def training_command(args, config, command: str = "train", variants=None) -> str
     if config.size_px != DEFAULT_SIZE_PX:
         parts += ["--size-px", str(config.size_px)]
     parts += ["--precision", config.precision]
+    if command == "train":
+        parts += ["--calibration-share", f"{args.calibration_share:g}"]
     if getattr(args, "half", False):
         parts.append("--half")
     return shlex.join(parts)
@@ -170,7 +183,14 @@ def cmd_train(args) -> int:
         config = replace(config, precision=resolve_precision(config.precision, device))
         main = ctx is None or ctx.is_main
         records, items = _load_items(args.data)
+        calib_set = None
+        if args.calibration_share:  # the same subjects on every DDP rank: the split is seeded by --seed
+            from .calibrate import calibration_split
+
+            train_idx, calib_idx = calibration_split(items, args.calibration_share, config.seed)
         dataset = _build_dataset(items, config, args.quiet or not main)
+        if args.calibration_share:
+            dataset, calib_set = dataset.subset(train_idx), dataset.subset(calib_idx)
         if main:
             d = dataset.describe()
             print(f"training {config.variant} on {d['scans']} scans / {d['slices']} slices of {d['subjects']} "
@@ -180,6 +200,7 @@ def cmd_train(args) -> int:
                   + (f", {ctx.world_size} processes ({ctx.backend})" if ctx else ""), file=sys.stderr)
         result = train(dataset, config, device=device, progress=not args.quiet, dist=ctx)
         if main:
+            _calibrate(result.model, dataset, calib_set, device, config.precision)
             tr = result.model.card["training"]
             tr["command"] = training_command(args, config)
             if ctx is not None:
@@ -198,6 +219,23 @@ def cmd_train(args) -> int:
     finally:
         shutdown(ctx)
     return 0
+
+
+def _calibrate(model, train_set, calib_set, device, precision: str) -> None:
+    """Temperature and unfamiliar-input statistics from the calibration split (card keys left null without one)."""
+    if calib_set is None:
+        model.card["calibration"] = model.card["unfamiliar"] = None
+        print("no calibration split (--calibration-share 0): probabilities uncalibrated, no unfamiliar-input score",
+              file=sys.stderr)
+        return
+    from .calibrate import calibrate_model
+
+    fit = calibrate_model(model, train_set, calib_set, device=device, precision=precision)
+    c, u = fit["calibration"], fit["unfamiliar"]
+    print(f"calibration on {c['n_scans']} held-out scans of {c['subjects']} subjects: temperature "
+          f"{c['temperature']:.3f}, NLL {c['nll_before']:.3f} → {c['nll_after']:.3f}, ECE {c['ece_before']:.3f} → "
+          f"{c['ece_after']:.3f}; unfamiliar threshold {u['threshold']:.2f} ({u['threshold_rule']})",
+          file=sys.stderr)
 
 
 def _check_model_out(stem: Path, overwrite: bool) -> None:
@@ -257,7 +295,8 @@ def cmd_crossval(args) -> int:
                     inputs=[args.data, args.imagenet]) as tmp:
         results = cross_validate(items, folds, configs, dataset=dataset, device=device, progress=not args.quiet,
                                  models_dir=(tmp / "models") if args.keep_models else None,
-                                 log=lambda s: print(s, file=sys.stderr))
+                                 log=lambda s: print(s, file=sys.stderr),
+                                 calibration_share=args.calibration_share)
         meta = {"command": training_command(args, configs[0], "crossval", variants), "data_source": args.data_note or Path(args.data).name,
                 "folds": args.folds, "fold_seed": args.fold_seed, "split": "by subject, stratified by class",
                 "subjects": n_subjects, "scans": len(items), "slices": len(dataset),
@@ -379,6 +418,10 @@ def register(subparsers) -> None:
                                                        "(e.g. the phantom command)")
     p.add_argument("--intended-use", default="research; not for clinical use", metavar="TEXT",
                    help="intended-use statement for the card")
+    p.add_argument("--calibration-share", type=float, default=0.2, metavar="F",
+                   help="share of the subjects held out of training (per class, at least one subject of each class "
+                        "with two or more) to fit the probability temperature and the unfamiliar-input threshold "
+                        "(default 0.2; 0: no calibration, no unfamiliar score)")
     _add_training_args(p)
     p.set_defaults(func=cmd_train)
 
@@ -397,6 +440,10 @@ def register(subparsers) -> None:
     p.add_argument("--data-note", metavar="TEXT", help="how the data were made, recorded in the report")
     p.add_argument("--record-in-card", nargs="+", metavar="CARD",
                    help="add the figures of the card's variant to these model cards (metrics.crossval) at the end")
+    p.add_argument("--calibration-share", type=float, default=0.0, metavar="F",
+                   help="hold this share of each fold's training subjects out to calibrate the fold's model "
+                        "(temperature, unfamiliar threshold) and report test ECE and the share of test scans "
+                        "flagged unfamiliar per fold (default 0: off, every training subject trains)")
     _add_training_args(p)
     p.set_defaults(func=cmd_crossval)
 

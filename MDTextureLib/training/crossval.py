@@ -4,6 +4,11 @@ experiments under 4-fold cross-validation protocol").
 For each fold one model is trained on the training subjects' scans and tested on the held-out subjects' scans
 (no subject on both sides); per-fold, mean, max and min test accuracy are reported at scan level (verdict of the
 volume) and at slice level, as the paper's Tables 1-2 do, as a markdown table and a JSON file.
+
+With ``calibration_share`` > 0 each fold holds a calibration split out of its *training* subjects
+(:func:`.calibrate.calibration_split`), trains on the rest and fits the temperature and unfamiliar statistics on
+it; the fold then also reports the expected calibration error of its test scans (scan level, calibrated
+probabilities) and the share of its test scans flagged unfamiliar.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .. import calibration as cal
+from ..constants import CLASSES
 from ..errors import InputError
 from .dataset import ScanItem, SliceDataset
 from .evaluate import evaluate_items
@@ -48,7 +55,8 @@ def summarise(values: Sequence[float]) -> dict:
 
 def cross_validate(items: Sequence[ScanItem], folds: Sequence[tuple], configs: Sequence[TrainConfig],
                    dataset: SliceDataset | None = None, device="cpu", progress: bool = True,
-                   models_dir: Path | None = None, log: Callable[[str], None] = print) -> dict:
+                   models_dir: Path | None = None, log: Callable[[str], None] = print,
+                   calibration_share: float = 0.0) -> dict:
     """Train and test one model per fold for each configuration (variant). ``folds`` = [(train_idx, test_idx)]."""
     check_folds(items, folds)
     if dataset is None:
@@ -57,10 +65,19 @@ def cross_validate(items: Sequence[ScanItem], folds: Sequence[tuple], configs: S
     for config in configs:
         per_fold = []
         for k, (tr, te) in enumerate(folds, start=1):
-            train_set = dataset.subset(tr)
+            calib_set = None
+            if calibration_share:
+                from .calibrate import calibrate_model, calibration_split
+
+                fit, held = calibration_split([items[i] for i in tr], calibration_share, config.seed)
+                train_set, calib_set = dataset.subset([tr[i] for i in fit]), dataset.subset([tr[i] for i in held])
+            else:
+                train_set = dataset.subset(tr)
             t0 = time.perf_counter()
             cfg = replace(config, name=f"{config.name or config.variant}-fold{k}")
             trained = train(train_set, cfg, device=device, progress=progress)
+            if calib_set is not None:
+                calibrate_model(trained.model, train_set, calib_set, device=device, precision=trained.log["precision"])
             wall = time.perf_counter() - t0
             if models_dir is not None:
                 save_trained(trained, Path(models_dir) / f"{config.variant}_fold{k}")
@@ -74,6 +91,7 @@ def cross_validate(items: Sequence[ScanItem], folds: Sequence[tuple], configs: S
                 "confusion_scan": ev.confusion,
                 "final_training_accuracy": trained.log["final_running_accuracy"],
                 "train_wall_s": round(wall, 1),
+                **(_calibration_figures(trained.model, ev.rows) if calib_set is not None else {}),
             })
             log(f"{config.variant} fold {k}/{len(folds)}: scan accuracy {ev.scan_accuracy:.3f} "
                 f"({ev.n_scans} scans), slice accuracy {ev.slice_accuracy:.3f} ({ev.n_slices} slices), "
@@ -85,6 +103,18 @@ def cross_validate(items: Sequence[ScanItem], folds: Sequence[tuple], configs: S
             "slice": summarise([f["slice_accuracy"] for f in per_fold]),
         }
     return results
+
+
+def _calibration_figures(model, rows: list) -> dict:
+    """The fold's temperature, the ECE of its test scans' (calibrated) probabilities and the share flagged
+    unfamiliar."""
+    probabilities = [[r["probabilities"][c] for c in CLASSES] for r in rows]
+    truth = [CLASSES.index(r["truth"]) for r in rows]
+    flagged = [bool(r["unfamiliar"] and r["unfamiliar"]["flagged"]) for r in rows]
+    return {"temperature": model.card["calibration"]["temperature"],
+            "calibration_subjects": model.card["calibration"]["subject_ids"],
+            "test_ece": round(cal.expected_calibration_error(probabilities, truth), 4),
+            "test_flagged_unfamiliar": round(sum(flagged) / max(len(flagged), 1), 4)}
 
 
 def _pct(v: float) -> str:

@@ -2,9 +2,10 @@
 
 Each scan is read and resampled exactly as :func:`MDTextureLib.inference.classify_volume` does it (same
 ``StackGeometry``: leg centred by the body-mask centroid, ``pixel_mm`` and ``size_px`` of the model card, bilinear,
-zero outside the image), once, and kept in memory as raw fat fraction. A batch is then an index gather
-(slices k−1, k, k+1 of the same scan) — no file is touched during training. Normalisation ``(x − mean) / std``
-is applied after augmentation, because the intensity augmentation scales the fat fraction itself.
+zero outside the image), once, and kept in memory as raw fat fraction, with the body mask on the same window
+(``stacks.mask_window``; kept as uint8, 0-255, a quarter of the FF's memory) for leg-pooled variants. A batch is
+then an index gather (slices k−1, k, k+1 of the same scan) — no file is touched during training. Normalisation
+``(x − mean) / std`` is applied after augmentation, because the intensity augmentation scales the fat fraction itself.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from ..constants import CLASSES
 from ..errors import InputError
 from ..io import DixonSeries, load_dixon
-from ..stacks import resample_slices, stack_indices, window_for
+from ..stacks import mask_window, resample_slices, stack_indices, window_for
 
 
 @dataclass
@@ -80,15 +81,27 @@ def window_slices(series: DixonSeries, pixel_mm: float, size_px: int) -> torch.T
         return resample_slices(series.ff, geometry).contiguous()
 
 
+def window_body(series: DixonSeries, pixel_mm: float, size_px: int) -> torch.Tensor:
+    """(Z, S, S) uint8 body mask on the model window (0-255 for 0-1), the same geometry as ``window_slices``."""
+    geometry = window_for(series, pixel_mm, size_px)
+    with torch.no_grad():
+        return (mask_window(series.body_mask(), geometry)[:, 0] * 255).round().to(torch.uint8).contiguous()
+
+
 class SliceDataset:
     """All slices of a set of scans, cached in memory. ``stacks(idx)`` gathers (B, 3, S, S) raw FF stacks."""
 
-    def __init__(self, items: Sequence[ScanItem], slices: Sequence[torch.Tensor], pixel_mm: float, size_px: int):
+    def __init__(self, items: Sequence[ScanItem], slices: Sequence[torch.Tensor], pixel_mm: float, size_px: int,
+                 bodies: Sequence[torch.Tensor] | None = None):
         if not items:
             raise InputError("no scans to train on")
         self.items = list(items)
         self.pixel_mm, self.size_px = float(pixel_mm), int(size_px)
         self.volume = torch.cat(list(slices)).float()  # (N, S, S)
+        # (N, S, S) uint8 body mask on the window, or None (datasets built from bare slices: no leg pooling)
+        self.body = torch.cat(list(bodies)).to(torch.uint8) if bodies is not None else None
+        if self.body is not None and self.body.shape != self.volume.shape:
+            raise ValueError(f"body masks {tuple(self.body.shape)} do not match the slices {tuple(self.volume.shape)}")
         neighbours, labels, scan_of, start = [], [], [], 0
         for i, (item, s) in enumerate(zip(self.items, slices)):
             n = int(s.shape[0])
@@ -104,19 +117,22 @@ class SliceDataset:
     def build(cls, items: Iterable[ScanItem], pixel_mm: float, size_px: int,
               progress: Callable[[int, int], None] | None = None) -> "SliceDataset":
         items = list(items)
-        slices = []
+        slices, bodies = [], []
         for i, item in enumerate(items):
-            slices.append(window_slices(item.load(), pixel_mm, size_px))
+            series = item.load()
+            slices.append(window_slices(series, pixel_mm, size_px))
+            bodies.append(window_body(series, pixel_mm, size_px))
             if progress is not None:
                 progress(i + 1, len(items))
         # Keep only the metadata: the resampled slices are all training needs (and what DDP children receive).
-        return cls([replace(it, series=None) for it in items], slices, pixel_mm, size_px)
+        return cls([replace(it, series=None) for it in items], slices, pixel_mm, size_px, bodies)
 
     def subset(self, scan_indices: Sequence[int]) -> "SliceDataset":
         """The scans ``scan_indices`` (positions in ``items``) as a dataset of their own, without re-reading files."""
         scan_indices = [int(i) for i in scan_indices]
         slices = [self.volume[self.scan_of == i] for i in scan_indices]
-        return SliceDataset([self.items[i] for i in scan_indices], slices, self.pixel_mm, self.size_px)
+        bodies = None if self.body is None else [self.body[self.scan_of == i] for i in scan_indices]
+        return SliceDataset([self.items[i] for i in scan_indices], slices, self.pixel_mm, self.size_px, bodies)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -124,6 +140,12 @@ class SliceDataset:
     def stacks(self, idx: torch.Tensor) -> torch.Tensor:
         """Raw fat-fraction stacks (B, 3, S, S) of the slices ``idx``."""
         return self.volume[self.neighbours[idx]]
+
+    def masks(self, idx: torch.Tensor) -> torch.Tensor:
+        """Body masks (B, 1, S, S) in [0, 1] beside the stacks ``idx`` (slice k's own mask, as at inference)."""
+        if self.body is None:
+            raise InputError("this dataset was built without body masks; a leg-pooled variant needs them")
+        return self.body[idx][:, None].float() / 255.0
 
     @property
     def subjects(self) -> list[str]:

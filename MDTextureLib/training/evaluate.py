@@ -60,6 +60,7 @@ def evaluate_items(model: Model, items: Sequence[ScanItem], device="cpu", batch_
         rows.append({"subject": item.subject, "scan": item.scan, "truth": item.class_name,
                      "verdict": CLASSES[pred], "correct": pred == truth,
                      "probabilities": {c: round(float(p), 4) for c, p in zip(CLASSES, result.probabilities)},
+                     "unfamiliar": result.verdict_leg.unfamiliar if result.legs else None,
                      "n_slices": int(len(slice_pred)),
                      "slices_correct": int((slice_pred == truth).sum())})
         if progress is not None:

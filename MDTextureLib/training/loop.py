@@ -33,14 +33,14 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..constants import CLASSES
+from ..constants import CLASSES, pooling_of
 from ..errors import InputError
 from ..modelfile import (DEFAULT_NORMALISATION, DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX, Model, load_imagenet_file,
                          new_card, save_model, sha256_of)
 from ..network import VARIANTS, ICAMNet, load_imagenet_trunk
 from ..outputs import temp_sibling
 from ..precision import PRECISIONS, autocast, resolve_precision
-from .augment import AugmentConfig, apply_augmentation, sample_params
+from .augment import AugmentConfig, apply_augmentation, sample_params, warp_mask
 from .dataset import SliceDataset
 
 #: The paper's schedule: 5,000 iterations, the learning rate drops ×0.1 after 4,000 (80 %).
@@ -146,6 +146,7 @@ class TrainConfig:
         d = asdict(self)
         d["lr_steps"] = [{"from_iteration": i, "lr": lr} for i, lr in self.lr_steps]
         d["augment"] = self.augment.as_dict()
+        d["randomisation"] = self.augment.randomisation.as_dict()
         d["normalisation"] = {"mean": self.normalisation[0], "std": self.normalisation[1]}
         d["imagenet"] = Path(self.imagenet).name if self.imagenet else None
         return d
@@ -216,6 +217,7 @@ def train(dataset: SliceDataset, config: TrainConfig, device: str | torch.device
     sampler = EpochSampler(len(dataset), generator)
     mean, std = config.normalisation
     crop = config.augment.crop_px or config.size_px
+    leg_pooled = pooling_of(config.variant) == "leg"
     mine = slice(rank * local_bs, (rank + 1) * local_bs)
 
     history = {"iteration": [], "loss": [], "accuracy": [], "lr": []}
@@ -237,9 +239,11 @@ def train(dataset: SliceDataset, config: TrainConfig, device: str | torch.device
             idx_local = idx[mine]
             x = apply_augmentation(dataset.stacks(idx_local).to(device), params[mine], crop)
             x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+            # leg-pooled variants: the body mask, moved with its stack (the network zeroes the input outside it)
+            body = warp_mask(dataset.masks(idx_local).to(device), params[mine], crop) if leg_pooled else None
             y = dataset.labels[idx_local].to(device)
             with autocast(config.precision, device):
-                logits = model(x)
+                logits = model(x, body)
                 loss = F.cross_entropy(logits, y)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -294,6 +298,7 @@ def train(dataset: SliceDataset, config: TrainConfig, device: str | torch.device
         "sampling": "shuffled epochs over all training slices",
         "initialisation": init_note,
         "augmentation": config.augment.as_dict(),
+        "randomisation": config.augment.randomisation.as_dict(),
         "seed": config.seed,
         "epochs_seen": round(config.iterations * config.batch_size / len(dataset), 2),
         "data": dataset.describe(),

@@ -1,0 +1,186 @@
+"""Table 3: per-muscle texture scores (Eq. 5) next to the phantom's true involvement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ...constants import MUSCLE_LABELS, MUSCLES
+from ...scores import texture_scores
+from .. import maps
+from .common import PAPER_TABLE3_MEANS, VARIANT_LABELS, md_table, num, plt_module, write_json
+from .context import Context, md_header
+
+
+def _scores(ctx: Context, heat: np.ndarray, native) -> tuple[dict, dict]:
+    """(texture score per muscle, measured mean FF per muscle) of a native heatmap."""
+    names = {v: m for m, v in MUSCLE_LABELS.items()}
+    rows = texture_scores(heat, native.labels, names, native.series.ff, native.series.grid.spacing,
+                          ctx.settings.score_params)
+    return ({r.muscle: r.texture_score for r in rows if r.muscle in MUSCLES},
+            {r.muscle: r.mean_ff for r in rows if r.muscle in MUSCLES})
+
+
+def _involvement(native) -> dict:
+    truth_m = native.truth.get("muscles", {})
+    return {m: (truth_m.get(m) or {}).get("involved_fraction") for m in MUSCLES}
+
+
+def _scan_scores(ctx: Context, variant: str, fold: int, i: int) -> tuple[dict, dict, dict]:
+    """(texture score per muscle, true involved fraction per muscle, measured mean FF per muscle) of scan i."""
+    c = ctx.cohort
+    _, class_maps = ctx.predictions(variant, fold)[i]
+    native = c.native(i)
+    score, ff = _scores(ctx, maps.to_native(class_maps[:, int(c.classes[i])], c.geometry(i)), native)
+    return score, _involvement(native), ff
+
+
+def _map_heatmaps(ctx: Context, variants, fold: int, i: int, native) -> dict:
+    """{map name: native heatmap} of scan i: every network's own map (true class) under the volume-maximum rule
+    and (``VARIANT|slice``) the per-slice-within-the-leg rule, and the ceiling (the FF image pooled to each
+    network's map resolution)."""
+    c = ctx.cohort
+    out = {}
+    for variant in variants:
+        class_maps = ctx.predictions(variant, fold)[i][1]
+        out[variant] = maps.to_native(class_maps[:, int(c.classes[i])], c.geometry(i))
+        out[f"{variant}|slice"] = maps.to_native(class_maps[:, int(c.classes[i])], c.geometry(i), native.body, "slice")
+        size = tuple(class_maps.shape[-2:])
+        ceiling = f"ff-pooled-{size[0]}"
+        if ceiling not in out:
+            out[ceiling] = maps.to_native(maps.pooled_ff_maps(c.slices(i), size), c.geometry(i))
+    return out
+
+
+def score_pairs(ctx: Context, variants) -> dict:
+    """{map name: [(class, muscle, texture score, true involved fraction, muscle mean FF)]} over every test scan of
+    every fold (each with its fold's networks)."""
+    c = ctx.cohort
+    pairs: dict = {}
+    for k, (_, test) in enumerate(c.folds):
+        for i in (int(i) for i in test):
+            native = c.native(i)
+            inv = _involvement(native)
+            for name, heat in _map_heatmaps(ctx, variants, k, i, native).items():
+                score, ff = _scores(ctx, heat, native)
+                pairs.setdefault(name, []).extend(
+                    (c.records[i].class_name, m, score[m], inv[m], ff[m]) for m in MUSCLES
+                    if score[m] is not None and inv[m] is not None)
+    return pairs
+
+
+def _map_name(name: str) -> str:
+    if name.startswith("ff-pooled-"):
+        size = name.rsplit("-", 1)[1]
+        return f"FF image pooled to {size}×{size} (ceiling)"
+    if name.endswith("|slice"):
+        return VARIANT_LABELS.get(name[:-6], name[:-6]) + ", per slice within the leg"
+    return VARIANT_LABELS.get(name, name)
+
+
+def run_table3(ctx: Context, out: Path, variant: str | None = None) -> dict:
+    """Table 3: texture scores (Eq. 5) of 4 DMD and 4 CMD test scans of fold 1 next to the true involvement; and
+    the texture score vs involvement correlation over every test scan of every fold (the headline: every network
+    of --networks, the ceiling and the muscle mean FF)."""
+    from scipy import stats as sstats
+
+    c = ctx.cohort
+    s = ctx.settings
+    variant = variant or s.networks[0]
+    te = [int(i) for i in c.folds[0][1]]
+    cases = {name: [i for i in te if c.records[i].class_name == name][:s.table3_cases] for name in ("DMD", "CMD")}
+    table = {}
+    for name, idx in cases.items():
+        table[name] = []
+        for i in idx:
+            score, inv, ff = _scan_scores(ctx, variant, 0, i)
+            table[name].append({"scan": c.name(i), "score": score, "involved_fraction": inv, "mean_ff": ff})
+    # correlation over all test scans of all folds
+    by_map = score_pairs(ctx, tuple(dict.fromkeys((variant,) + tuple(s.networks))))
+    pairs = by_map[variant]
+
+    def rho(sel, a, b):
+        if len(sel) < 3:
+            return float("nan"), len(sel)
+        x, yv = [p[a] for p in sel], [p[b] for p in sel]
+        if np.ptp(x) == 0 or np.ptp(yv) == 0:
+            return float("nan"), len(sel)
+        return float(sstats.spearmanr(x, yv).statistic), len(sel)
+
+    corr = {}
+    for group in ("all", "DMD", "CMD", "normal"):
+        sel = [p for p in pairs if group == "all" or p[0] == group]
+        r_score, n = rho(sel, 2, 3)
+        r_ff, _ = rho(sel, 4, 3)
+        corr[group] = {"n_pairs": n, "spearman_score_vs_involvement": r_score, "spearman_mff_vs_involvement": r_ff}
+
+    headline = {}
+    for name, sel in by_map.items():
+        r_score, n = rho(sel, 2, 3)
+        headline[name] = {"n_pairs": n, "spearman_score_vs_involvement": r_score}
+    any_pairs = next(iter(by_map.values()))
+    r_ff, n_ff = rho(any_pairs, 4, 3)
+    headline["muscle mean FF"] = {"n_pairs": n_ff, "spearman_score_vs_involvement": r_ff}
+
+    def mean_row(rows, key):
+        return [float(np.mean([r[key][m] for r in rows if r[key][m] is not None]))
+                if any(r[key][m] is not None for r in rows) else float("nan") for m in MUSCLES]
+
+    lines = md_header(ctx, f"Table 3 — muscle texture scores (Eq. 5) of {VARIANT_LABELS[variant]}, fold-1 test scans")
+    p = s.score_params
+    lines += ["### Headline: texture score vs true involved fraction", "",
+              "Spearman ρ over every test scan × muscle pair of every fold (target ≥ 0.6). Each network's map under "
+              "the volume-maximum rule and under the per-slice-within-the-leg rule. Ceiling: the texture "
+              "score of the FF image average-pooled to the map's resolution; muscle mean FF: the number a reader "
+              "already has.", "",
+              md_table(["map", "pairs", "ρ(score, involvement)"],
+                       [[_map_name(name), v["n_pairs"], num(v["spearman_score_vs_involvement"])]
+                        for name, v in headline.items()]), ""]
+    lines += [f"Heatmap = the true class's map, ReLU, on the native grid, divided by its volume maximum; a slice "
+              f"counts as highlighted for a muscle when ≥ {p.min_overlap:.0%} of its voxels are ≥ {p.threshold} "
+              f"(muscle present: ≥ {p.min_area_mm2} mm²). Each case: texture score, then the phantom's true "
+              "involved fraction of the muscle.", ""]
+    header = ["Case"] + list(MUSCLES)
+    rows = []
+    for name in ("DMD", "CMD"):
+        rows.append([f"**{name}**"] + [""] * len(MUSCLES))
+        for n, r in enumerate(table[name], start=1):
+            rows.append([f"Case No.{n} ({r['scan']}) score"] + [num(r["score"][m]) for m in MUSCLES])
+            rows.append(["  true involved fraction"] + [num(r["involved_fraction"][m]) for m in MUSCLES])
+        if table[name]:
+            rows.append([f"{name} mean score"] + [num(v) for v in mean_row(table[name], "score")])
+            rows.append([f"{name} mean true involvement"] + [num(v) for v in mean_row(table[name],
+                                                                                     "involved_fraction")])
+        rows.append([f"paper {name} mean score"] + [f"{v:.3f}" for v in PAPER_TABLE3_MEANS[name]])
+    lines += [md_table(header, rows), "",
+              "Texture score vs true per-muscle involved fraction, every test scan of every fold "
+              "(Spearman ρ over scan × muscle pairs; the measured mean FF of the muscle is the reference a reader "
+              "already has):", "",
+              md_table(["scans", "pairs", "ρ(texture score, involvement)", "ρ(muscle mean FF, involvement)"],
+                       [[g, v["n_pairs"], num(v["spearman_score_vs_involvement"]),
+                         num(v["spearman_mff_vs_involvement"])] for g, v in corr.items()]), ""]
+    (out / "table3.md").write_text("\n".join(lines) + "\n")
+    write_json(out / "table3.json", {"cohort": ctx.describe(), "settings": s.as_dict(), "variant": variant,
+                                     "cases": table, "correlation": corr, "headline": headline,
+                                     "pairs": [dict(zip(("class", "muscle", "score", "involved_fraction",
+                                                         "mean_ff"), p)) for p in pairs]})
+    plt = plt_module()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, name in zip(axes, ("DMD", "CMD")):
+        if table[name]:
+            x = np.arange(len(MUSCLES))
+            ax.bar(x - 0.2, mean_row(table[name], "score"), 0.4, label="texture score (mean)")
+            ax.bar(x + 0.2, mean_row(table[name], "involved_fraction"), 0.4, label="true involved fraction")
+            ax.plot(x, PAPER_TABLE3_MEANS[name], "k.", label="paper score (mean)")
+            ax.set_xticks(x)
+            ax.set_xticklabels(MUSCLES)
+            ax.set_ylim(0, 1)
+        ax.set_title(f"{name}, fold-1 test scans", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "table3.png", dpi=110)
+    plt.close(fig)
+    return {"correlation": corr}
+
+
