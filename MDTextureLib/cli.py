@@ -397,8 +397,9 @@ def _subcommand_modules():
     from .evaluation import cli as evaluation_cli
     from .phantom import cli as phantom_cli
     from .training import cli as training_cli
+    from .web import cli as web_cli
 
-    return [phantom_cli, training_cli, evaluation_cli, bench]
+    return [phantom_cli, training_cli, evaluation_cli, bench, web_cli]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,8 @@ these operations:
 - :mod:`.parameters`: the parameter node
 - :mod:`.inputs`: water / fat / FF picked by DICOM tags or names
 - :mod:`.phantom_scene`: the synthetic phantom as scene nodes (Load phantom, Sample Data, self-test)
+- :mod:`.case_files`: a case's files read by the engine's readers into volumes and segments (the browser app)
+- :mod:`.results`: a classified scene's results as a folder and as CSV text
 - :mod:`.job`, :mod:`.worker`: classification in a separate process
 - :mod:`.logic`: ``MDTextureLogic``, the operations of the panel
 - :mod:`.segment_statistics`: the texture score as a Segment Statistics plugin
@@ -73,8 +75,8 @@ _EXPORTS = {
     "style_heatmap": "display",
     "TABLE_COLUMNS": "tables",
 }
-_SUBMODULES = {"display", "inputs", "job", "logic", "parameters", "phantom_scene", "requirements", "segment_statistics",
-               "segments", "tables", "volumes", "worker"}
+_SUBMODULES = {"case_files", "display", "inputs", "job", "logic", "parameters", "phantom_scene", "requirements",
+               "results", "segment_statistics", "segments", "tables", "volumes", "worker"}
 
 
 def __getattr__(name):

@@ -39,6 +39,8 @@ class ClassifyOutcome:
     model_name: str
     model_sha256: str
     warnings: list = field(default_factory=list)
+    legs: list = field(default_factory=list)  # [{side, side_from, verdict, probabilities, target_class}]
+    leg_owner: np.ndarray | None = None  # (z, y, x) uint8: which leg (1, 2) owns a voxel; None with one leg
 
     def heatmap_for(self, class_name: str) -> np.ndarray:
         return self.heatmaps[class_name]
@@ -170,7 +172,8 @@ class ClassifyJob:
                                    slice_probabilities=np.array(arrays["slice_probabilities"]), heatmaps=heatmaps,
                                    verdict=fields["verdict"], target_class=fields["target_class"],
                                    model_name=fields["model_name"], model_sha256=fields["model_sha256"],
-                                   warnings=list(fields.get("warnings", [])))
+                                   warnings=list(fields.get("warnings", [])), legs=list(fields.get("legs", [])),
+                                   leg_owner=np.array(arrays["leg_owner"]) if "leg_owner" in arrays.files else None)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -10,6 +10,7 @@ import json
 import os
 from typing import Callable, Optional
 
+import numpy as np
 import vtk
 
 import slicer
@@ -19,15 +20,17 @@ from ..constants import CLASSES
 from ..errors import InputError
 from ..io import DixonSeries, normalise_ff
 from ..modelcard import default_model_path, read_card
+from .case_files import load_case_files, load_study_folder
 from .display import LAYOUT_FOUR_UP_PLOT_TABLE, heatmap_node, set_foreground_opacity, show_color_legend, \
     show_in_slice_views, style_heatmap
 from .inputs import guess_dixon_inputs
-from .job import ClassifyJob
+from .job import ClassifyJob, ClassifyOutcome
 from .parameters import MDTextureParameters, parameter_node
 from .phantom_scene import load_phantom
 from .segments import create_muscle_segments, score_segments, segment_masks
 from .tables import export_table, fill_score_table, probability_chart, probability_table
-from .volumes import array_of_volume, derived_ff_node, grid_of_volume, series_from_nodes
+from .volumes import array_of_volume, derived_ff_node, grid_of_volume, series_from_nodes, set_volume_array
+from .worker import leg_facts
 
 OUTPUT_FOLDER_ATTRIBUTE = "MDTexture.outputs"
 
@@ -113,6 +116,33 @@ class MDTextureLogic:
         p.water, p.fat, p.ff, p.segmentation = nodes["water"], nodes["fat"], nodes["ff"], nodes["segmentation"]
         p.ffUnit = "fraction"
         p.node.EndModify(was)
+        return nodes
+
+    def loadFiles(self, p: Optional[MDTextureParameters] = None, ff=None, water=None, fat=None, segmentation=None,
+                  ff_unit: str = "auto", names: Optional[dict] = None) -> dict:
+        """Read a case's files with the engine's readers (refused whole, with its one-line InputError, before any
+        node is added) and select them as the inputs. Returns the nodes and the readers' warnings."""
+        p = p or self.getParameterNode()
+        nodes = load_case_files(self.scene, ff=ff, water=water, fat=fat, segmentation=segmentation, ff_unit=ff_unit,
+                                names=names)
+        was = p.node.StartModify()
+        p.water, p.fat, p.ff, p.segmentation = nodes["water"], nodes["fat"], nodes["ff"], nodes["segmentation"]
+        p.ffUnit = ff_unit
+        p.node.EndModify(was)
+        for note in nodes["warnings"]:
+            self.log(note)
+        return nodes
+
+    def loadStudy(self, folder, p: Optional[MDTextureParameters] = None) -> dict:
+        """A DICOM study's Dixon series, picked by their tags, as the selected inputs (FF as a fraction)."""
+        p = p or self.getParameterNode()
+        nodes = load_study_folder(self.scene, folder)
+        was = p.node.StartModify()
+        p.water, p.fat, p.ff, p.segmentation = nodes["water"], nodes["fat"], nodes["ff"], None
+        p.ffUnit = "fraction"
+        p.node.EndModify(was)
+        for note in nodes["warnings"]:
+            self.log(note)
         return nodes
 
     def prepareSeries(self, p: MDTextureParameters) -> DixonSeries:
@@ -231,6 +261,7 @@ class MDTextureLogic:
         p.modelName = result.model_name
         p.modelSha256 = result.model_sha256
         p.viewClass = result.target_class
+        self._applyLegs(p, ff_node, result)
         title = f"{ff_node.GetName()} ICAM per-slice probabilities"
         p.probabilityTable = probability_table(self.scene, result.slice_probabilities, title,
                                                node=p.probabilityTable)
@@ -239,6 +270,21 @@ class MDTextureLogic:
         for note in result.warnings:
             self.log(note)
         return result
+
+    def _applyLegs(self, p: MDTextureParameters, ff_node, result) -> None:
+        """Each leg's verdict (parameter Legs) and, with two legs, which leg owns each voxel (a labelmap)."""
+        if isinstance(result, ClassifyOutcome):
+            legs, owner = result.legs, result.leg_owner
+        else:
+            legs, owner = leg_facts(result)
+        p.legs = json.dumps(legs)
+        if owner is None:
+            if p.legOwner is not None:
+                self._removeNode(p.legOwner)
+            p.legOwner = None
+            return
+        p.legOwner = set_volume_array(self.scene, p.legOwner, owner.astype(np.uint8), ff_node,
+                                      f"{ff_node.GetName()} legs", node_class="vtkMRMLLabelMapVolumeNode")
 
     def _removeNode(self, node) -> None:
         for i in range(node.GetNumberOfDisplayNodes()) if hasattr(node, "GetNumberOfDisplayNodes") else ():
@@ -367,6 +413,29 @@ class MDTextureLogic:
             "ff": p.ff.GetName(), "model": p.modelName, "modelSha256": p.modelSha256})
         self.groupOutputs(p)
         return rows
+
+    def computeLegScores(self, p: Optional[MDTextureParameters] = None) -> Optional[dict]:
+        """{leg side: texture-score rows} when the image holds two legs (None with one), as ``mdtexture classify``
+        scores them: each leg on the voxels it owns, with the heatmap of that leg's own verdict (or of the target
+        class asked for). A leg the segmentation does not reach is left out."""
+        p = p or self.getParameterNode()
+        legs = p.legList()
+        if len(legs) < 2 or p.legOwner is None:
+            return None
+        _heat, ff, ff_grid = self.scoreInputs(p)
+        if p.segmentation is None:
+            raise InputError("select or create a muscle segmentation first")
+        owner = array_of_volume(p.legOwner, "leg map").astype(np.uint8)
+        masks = segment_masks(p.segmentation, p.ff)
+        out = {}
+        for number, leg in enumerate(legs, start=1):
+            region = owner == number
+            leg_masks = [(name, mask & region) for name, mask in masks]
+            if not any(mask.any() for _name, mask in leg_masks):
+                continue
+            heat = array_of_volume(p.heatmap(leg["target_class"]), "heatmap")
+            out[leg["side"]] = score_segments(heat, leg_masks, ff, ff_grid.spacing, p.scoreParameters())
+        return out
 
     def defaultExportPath(self, p: MDTextureParameters) -> str:
         """Where Export proposes to write: next to the saved scene, else in the home folder; always absolute."""

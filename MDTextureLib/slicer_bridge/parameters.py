@@ -55,6 +55,7 @@ class MDTextureParameters:
     scoreTable = _Ref("ScoreTable")
     probabilityTable = _Ref("ProbabilityTable")
     probabilityChart = _Ref("ProbabilityChart")
+    legOwner = _Ref("LegOwner")  # labelmap: which leg (1, 2) owns each voxel, when the image holds two legs
 
     modelPath = _Param("ModelPath", str, "")  # empty: the shipped model
     device = _Param("Device", str, "auto")  # auto, cpu, cuda
@@ -73,6 +74,7 @@ class MDTextureParameters:
     probabilities = _Param("Probabilities", str, "")  # JSON {class: p}
     modelName = _Param("ModelName", str, "")
     modelSha256 = _Param("ModelSha256", str, "")
+    legs = _Param("Legs", str, "")  # JSON [{side, side_from, verdict, probabilities, target_class}]
 
     def __init__(self, node):
         self.node = node
@@ -92,6 +94,9 @@ class MDTextureParameters:
 
     def probabilityDict(self) -> dict:
         return json.loads(self.probabilities) if self.probabilities else {}
+
+    def legList(self) -> list:
+        return json.loads(self.legs) if self.legs else []
 
     def setDefaults(self) -> None:
         for v in vars(type(self)).values():

@@ -19,6 +19,24 @@ RESULT_ARRAYS = "result.npz"
 RESULT_FIELDS = "result.json"
 
 
+def leg_facts(result) -> tuple:
+    """([{side, side_from, verdict, probabilities, target_class}] per leg, uint8 (z, y, x) map of which leg owns each
+    voxel: 0 none, n the n-th leg) of an engine ``VolumeResult``; the map is None with fewer than two legs."""
+    from MDTextureLib.constants import CLASSES
+    import numpy as np
+
+    legs = [{"side": leg.side, "side_from": leg.side_source, "verdict": leg.verdict, "target_class": leg.target_class,
+             "probabilities": {c: round(float(x), 6) for c, x in zip(CLASSES, leg.probabilities)}}
+            for leg in result.legs]
+    if len(result.legs) < 2:
+        return legs, None
+    owner = np.zeros(result.grid.shape_zyx, np.uint8)
+    for number, leg in enumerate(result.legs, start=1):
+        region = result.leg_region(leg)
+        owner[region if region is not None else slice(None)] = number
+    return legs, owner
+
+
 def run(folder: Path) -> int:
     import numpy as np
 
@@ -49,10 +67,13 @@ def run(folder: Path) -> int:
         print(f"{ERROR} {exc}", flush=True)
         return 2
     partial = folder / "result.partial.npz"
+    legs, leg_owner = leg_facts(result)
+    extra = {} if leg_owner is None else {"leg_owner": leg_owner}
     np.savez(partial, probabilities=result.probabilities, slice_probabilities=result.slice_probabilities,
-             heatmaps=heatmaps)
+             heatmaps=heatmaps, **extra)
     fields = {"verdict": result.verdict, "target_class": result.target_class, "model_name": result.model_name,
-              "model_sha256": result.model_sha256, "warnings": list(result.warnings), "classes": list(CLASSES)}
+              "model_sha256": result.model_sha256, "warnings": list(result.warnings), "classes": list(CLASSES),
+              "legs": legs}
     (folder / "result.partial.json").write_text(json.dumps(fields))
     os.replace(folder / "result.partial.json", folder / RESULT_FIELDS)
     os.replace(partial, folder / RESULT_ARRAYS)  # last: its presence means the result is whole
