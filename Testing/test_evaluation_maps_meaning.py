@@ -137,7 +137,8 @@ FAMILIES = {"DMD": ("dmd-patchy-fine", "dmd-confluent"), "CMD": ("cmd-rim-muscle
 
 @pytest.fixture(scope="module")
 def family_cohort(tmp_path_factory):
-    """12 one-scan subjects; two pattern families per disease class written into cohort.csv (as the phantom does)."""
+    """12 one-scan subjects: ``plain`` without the pattern_family / body_cues columns (a cohort from elsewhere),
+    ``tagged`` with two pattern families per disease class written into cohort.csv."""
     from MDTextureLib.phantom import write_cohort
 
     root = tmp_path_factory.mktemp("families")
@@ -147,6 +148,11 @@ def family_cohort(tmp_path_factory):
     tagged = root / "tagged"
     shutil.copytree(plain, tagged)
     rows = list(csv.DictReader(open(plain / "cohort.csv", newline="")))
+    untagged = [{k: v for k, v in r.items() if k not in ("pattern_family", "body_cues")} for r in rows]
+    with open(plain / "cohort.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(untagged[0]))
+        writer.writeheader()
+        writer.writerows(untagged)
     seen = {}
     for r in rows:
         k = seen.get(r["class"], 0)

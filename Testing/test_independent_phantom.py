@@ -48,7 +48,7 @@ def test_cohort_lists_one_scan_per_class_with_all_files(cohort):
     assert sorted(r.class_name for r in records) == ["CMD", "DMD", "normal"]
     for r in records:
         assert r.water and r.fat and r.muscles and r.involvement
-        assert r.extra["pattern_family"]
+        assert r.pattern_family  # read by cohort.read_cohort into its own field
         assert 4 <= r.age <= 35
 
 
