@@ -342,7 +342,7 @@ def _training_cards(model) -> list:
 
     if model is not None:
         return [model.card]
-    cards = [json.loads(p.read_text()) for p in sorted(Path(MODELS_DIR).glob("*.json"))
+    cards = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(Path(MODELS_DIR).glob("*.json"))
              if not p.name.endswith(".training.json")]
     return [c for c in cards if "variant" in c] or [new_card("icam28")]
 

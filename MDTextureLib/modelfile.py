@@ -163,7 +163,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
     if not weights_path.exists():
         raise InputError(f"model weights not found: {weights_path}")
     try:
-        card = json.loads(card_path.read_text())
+        card = json.loads(card_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"model card {card_path.name} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
     for key in ("variant", "classes", "input", "sha256"):

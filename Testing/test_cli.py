@@ -186,3 +186,24 @@ def test_help_does_not_load_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_model_cards_are_read_as_utf8_whatever_the_locale(tmp_path):
+    """A card holding non-ASCII text (the shipped cards do: '§') loads under a C/ASCII locale too: JSON is UTF-8."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from MDTextureLib.modelcard import default_model_path
+
+    card = json.loads(default_model_path().read_text(encoding="utf-8"))
+    card["intended_use"] += " — non-ASCII on purpose: § é"
+    (tmp_path / "m.json").write_text(json.dumps(card, ensure_ascii=False), encoding="utf-8")
+    os.symlink(default_model_path().with_suffix(".safetensors"), tmp_path / "m.safetensors")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    code = ("import locale, sys; from MDTextureLib.modelfile import load_model; "
+            f"m = load_model({str(tmp_path / 'm.json')!r}); print(locale.getpreferredencoding(False), m.name)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, encoding="utf-8")
+    assert out.returncode == 0, out.stderr[-800:]
+    assert out.stdout.split()[0].upper() in ("ANSI_X3.4-1968", "ASCII", "US-ASCII")  # the locale really was ASCII

@@ -184,7 +184,7 @@ class CohortData:
         if involvement.shape != series.ff.shape:
             raise InputError(f"involvement mask of {self.name(i)} is {involvement.shape}, FF is {series.ff.shape}")
         truth_path = record_path(rec, "truth", required=False)
-        truth = json.loads(Path(truth_path).read_text()) if truth_path else {}
+        truth = json.loads(Path(truth_path).read_text(encoding="utf-8")) if truth_path else {}
         return NativeScan(series=series, labels=labels, involvement=involvement, truth=truth,
                           geometry=self.geometry(i, series))
 

@@ -163,7 +163,7 @@ class ClassifyJob:
             raise InputError(self.error or "the classification failed")
         if self.state != FINISHED:
             raise RuntimeError(f"the classification is {self.state}, not finished")
-        fields = json.loads((self.folder / worker.RESULT_FIELDS).read_text())
+        fields = json.loads((self.folder / worker.RESULT_FIELDS).read_text(encoding="utf-8"))
         if fields.get("classes") != list(CLASSES):
             raise InputError(f"the classification process returned classes {fields.get('classes')}")
         with np.load(self.folder / worker.RESULT_ARRAYS) as arrays:

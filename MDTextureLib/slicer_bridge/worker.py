@@ -45,7 +45,7 @@ def run(folder: Path) -> int:
     from MDTextureLib.io import load_dixon
     from MDTextureLib.modelcard import read_card
 
-    spec = json.loads((folder / "job.json").read_text())
+    spec = json.loads((folder / "job.json").read_text(encoding="utf-8"))
     try:
         read_card(spec["model"])  # a missing card is said before torch is imported (seconds)
         series = load_dixon(ff=folder / spec["ff"], water=folder / spec["water"] if spec.get("water") else None,

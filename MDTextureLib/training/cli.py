@@ -323,7 +323,7 @@ def _record_crossval(card_path: Path, results: dict, meta: dict) -> None:
         print(f"mdtexture: warning: model card {card_path} not found; cross-validation figures not recorded",
               file=sys.stderr)
         return
-    card = json.loads(card_path.read_text())
+    card = json.loads(card_path.read_text(encoding="utf-8"))
     r = results.get(card.get("variant"))
     if r is None:
         print(f"mdtexture: warning: {card_path.name} is a {card.get('variant')} model, which this cross-validation "
@@ -387,7 +387,7 @@ def cmd_evaluate_model(args) -> int:
     if args.record_in_card:
         if model.path is None:
             raise InputError("--record-in-card needs a model file (--model or a shipped model)")
-        card = json.loads(Path(model.path).read_text())
+        card = json.loads(Path(model.path).read_text(encoding="utf-8"))
         held = [m for m in (card.get("metrics") or {}).get("held_out", []) if m.get("data_source") != source]
         card["metrics"] = {**(card.get("metrics") or {}), "held_out": held + [metrics]}
         tmp_path = Path(model.path).with_suffix(".json.tmp")

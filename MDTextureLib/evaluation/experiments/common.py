@@ -106,7 +106,7 @@ def cohort_label(data_path) -> str:
     p = Path(data_path)
     meta = (p if p.is_dir() else p.parent) / "cohort.json"
     try:
-        if "phantom" in json.loads(meta.read_text()).get("generator", "").lower():
+        if "phantom" in json.loads(meta.read_text(encoding="utf-8")).get("generator", "").lower():
             return "phantom"
     except (OSError, ValueError, AttributeError):
         pass

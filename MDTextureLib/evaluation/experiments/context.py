@@ -88,7 +88,7 @@ class Context:
             if not candidate.is_file():
                 continue
             try:
-                results = json.loads(candidate.read_text()).get("results", {})
+                results = json.loads(candidate.read_text(encoding="utf-8")).get("results", {})
             except ValueError:
                 continue
             for variant, r in results.items():

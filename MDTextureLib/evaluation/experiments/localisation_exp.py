@@ -24,7 +24,7 @@ def class_specific_muscles(ctx: Context, margin: float = SPECIFIC_MARGIN) -> dic
     for i, r in enumerate(c.records):
         if r.class_name not in inv:
             continue
-        truth = json.loads(Path(r.truth).read_text()) if getattr(r, "truth", None) else {}
+        truth = json.loads(Path(r.truth).read_text(encoding="utf-8")) if getattr(r, "truth", None) else {}
         for m in MUSCLES:
             v = (truth.get("muscles", {}).get(m) or {}).get("involved_fraction")
             if v is not None:
