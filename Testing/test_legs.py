@@ -14,6 +14,9 @@ from MDTextureLib.modelfile import default_model_path, load_model
 from MDTextureLib.phantom import make_scan
 
 MATRIX, PIXEL_MM = 144, 1.2
+# A DMD / normal pair the shipped model tells apart: these tests are about each leg keeping its own verdict, not
+# about accuracy (the model card measures that; the texture-trained icam28-leg calls the seed-0 normal DMD).
+NORMAL_SEED = 1
 
 
 @lru_cache(maxsize=None)
@@ -36,13 +39,13 @@ def series_of(ff, origin_x=None):
 @lru_cache(maxsize=None)
 def alone(side):
     """Each phantom classified alone, as a right leg (the normal one unmirrored)."""
-    s = phantom("DMD", 1) if side == "right" else phantom("normal", 0)
+    s = phantom("DMD", 1) if side == "right" else phantom("normal", NORMAL_SEED)
     return classify_volume(series_of(s.ff), shipped_model(), device="cpu")
 
 
 def both_legs():
     """A DMD right leg at −x and a normal left leg (a mirrored phantom) at +x, in one 288-column volume."""
-    dmd, normal = phantom("DMD", 1), phantom("normal", 0)
+    dmd, normal = phantom("DMD", 1), phantom("normal", NORMAL_SEED)
     ff = np.concatenate([dmd.ff, normal.ff[:, :, ::-1]], axis=2)
     labels = np.concatenate([dmd.labels, normal.labels[:, :, ::-1]], axis=2)
     return dmd, normal, ff, labels
