@@ -14,7 +14,7 @@ from pathlib import Path
 from .errors import InputError
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
-DEFAULT_MODEL_NAME = "icam28-leg"
+DEFAULT_MODEL_NAME = "icam28"
 
 
 def default_model_path() -> Path | None:

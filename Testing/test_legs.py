@@ -15,7 +15,7 @@ from MDTextureLib.phantom import make_scan
 
 MATRIX, PIXEL_MM = 144, 1.2
 # A DMD / normal pair the shipped model tells apart: these tests are about each leg keeping its own verdict, not
-# about accuracy (the model card measures that; the texture-trained icam28-leg calls the seed-0 normal DMD).
+# about accuracy (the model card measures that; a weak texture-trained model may call a normal phantom DMD).
 NORMAL_SEED = 1
 
 
