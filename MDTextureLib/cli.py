@@ -306,7 +306,8 @@ def cmd_demo(args) -> int:
     model = load_model_arg(args.model, allow_untrained=True)
     options = _case_options(args)
     t0 = time.perf_counter()
-    scan = make_scan(args.phantom_class, seed=args.seed)  # slices, matrix and pixel size drawn like a scanner
+    # slices, matrix and pixel size drawn like a scanner
+    scan = make_scan(args.phantom_class, seed=args.seed, body_cues=args.body_cues)
     with atomic_dir(out, "demo", overwrite=args.overwrite, inputs=reads) as tmp:
         write_scan(scan, tmp / "input")
         bar = _Progress("classifying", args.quiet)
@@ -381,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_args(p, default="demo_output")
     p.add_argument("--phantom-class", choices=CLASSES, default="DMD")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--body-cues", choices=("texture", "realistic"), default="texture",
+                   help="the phantom cohort the scan is drawn from (default texture, the shipped models' training "
+                        "cohort; realistic: class-linked body traits, which the shipped models flag as unfamiliar)")
     p.add_argument("--quiet", action="store_true")
     _add_model_args(p)
     _add_score_args(p)

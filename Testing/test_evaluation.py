@@ -296,7 +296,7 @@ def test_quick_evaluate_all_end_to_end(tiny_cohort, tmp_path):
         assert {"icam28", "icam28|slice", "ff-pooled-8", "muscle mean FF"} <= set(t3)
         cal = json.loads((out / "calibration" / "calibration.json").read_text())["results"]["icam28"]
         assert cal["pooled_none"]["n_scans"] == 12 and 0 <= cal["pooled_none"]["ece"] <= 1
-        assert "body cues: `unknown`" in (out / "calibration" / "calibration.md").read_text()
+        assert "body cues: `texture`" in (out / "calibration" / "calibration.md").read_text()  # the phantom's default
         # plain CAM and Grad-CAM at layer4 give the same heatmap, so the same scores
         cam, grad = loc["summary"]["resnet7/icam"]["all"]["muscles"], loc["summary"]["resnet7/gradcam"]["all"]["muscles"]
         assert cam["pixel_auc"]["mean"] == pytest.approx(grad["pixel_auc"]["mean"], abs=1e-4)
