@@ -68,6 +68,24 @@ def first_order_stats(ff: np.ndarray, labels: np.ndarray) -> dict:
             "ff_kurtosis": float(stats.kurtosis(v))}
 
 
+def subject_cv(records, x, classes, n_folds, seed, make_classifier) -> dict:
+    """Accuracy of ``make_classifier()`` (a fresh scikit-learn estimator per fold) on ``x`` (one row per record)
+    with subject-level folds, restricted to ``classes``: mean, min and max over folds, and pooled."""
+    keep = [i for i, r in enumerate(records) if r.class_name in classes]
+    recs = [records[i] for i in keep]
+    x = np.asarray(x, dtype=float)[keep]
+    y = np.array([classes.index(r.class_name) for r in recs])
+    fold_acc, correct = [], np.zeros(len(recs), dtype=bool)
+    for train, test in subject_folds(recs, n_folds=n_folds, seed=seed):
+        hit = make_classifier(len(train)).fit(x[train], y[train]).predict(x[test]) == y[test]
+        correct[test] = hit
+        fold_acc.append(float(hit.mean()))
+    return {"classes": list(classes), "n_folds": n_folds, "scans": len(recs),
+            "accuracy_mean_over_folds": float(np.mean(fold_acc)), "accuracy_min_fold": float(np.min(fold_acc)),
+            "accuracy_max_fold": float(np.max(fold_acc)), "accuracy_pooled": float(correct.mean()),
+            "fold_accuracies": fold_acc}
+
+
 def cv_accuracy(records, features, classes=("DMD", "CMD"), n_folds=4, seed=0, method="logistic", k=5) -> dict:
     """Accuracy of a classifier on ``features`` (n_records x n_features) with subject-level folds, restricted to
     ``classes``. Features are standardised on each training fold; ``method`` is ``logistic`` or ``knn``."""
@@ -76,29 +94,21 @@ def cv_accuracy(records, features, classes=("DMD", "CMD"), n_folds=4, seed=0, me
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    x_all = np.asarray(features, dtype=float)
-    if x_all.ndim == 1:
-        x_all = x_all[:, None]
-    keep = [i for i, r in enumerate(records) if r.class_name in classes]
-    recs = [records[i] for i in keep]
-    x = x_all[keep]
-    x = np.where(np.isfinite(x), x, np.nanmedian(x, axis=0))     # a scan without marrow: the cohort's median
-    y = np.array([classes.index(r.class_name) for r in recs])
-    fold_acc, correct = [], np.zeros(len(recs), dtype=bool)
-    for train, test in subject_folds(recs, n_folds=n_folds, seed=seed):
-        if method == "logistic":
-            clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-        elif method == "knn":
-            clf = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=min(k, len(train))))
-        else:
-            raise InputError(f"unknown classifier {method!r}; expected logistic or knn")
-        hit = clf.fit(x[train], y[train]).predict(x[test]) == y[test]
-        correct[test] = hit
-        fold_acc.append(float(hit.mean()))
-    return {"classes": list(classes), "method": method, "n_folds": n_folds, "scans": len(recs),
-            "features": int(x.shape[1]), "accuracy_mean_over_folds": float(np.mean(fold_acc)),
-            "accuracy_min_fold": float(np.min(fold_acc)), "accuracy_max_fold": float(np.max(fold_acc)),
-            "accuracy_pooled": float(correct.mean()), "fold_accuracies": fold_acc}
+    if method not in ("logistic", "knn"):
+        raise InputError(f"unknown classifier {method!r}; expected logistic or knn")
+    x = np.asarray(features, dtype=float)
+    if x.ndim == 1:
+        x = x[:, None]
+    kept = np.array([r.class_name in classes for r in records])
+    x = np.where(np.isfinite(x), x, np.nanmedian(x[kept], axis=0))  # a scan without marrow: the cohort's median
+
+    def make(n_train):
+        last = LogisticRegression(max_iter=1000) if method == "logistic" else \
+            KNeighborsClassifier(n_neighbors=min(k, n_train))
+        return make_pipeline(StandardScaler(), last)
+
+    result = subject_cv(records, x, classes, n_folds, seed, make)
+    return {**result, "method": method, "features": int(x.shape[1])}
 
 
 def confound_report(records, body, first, n_folds=4, seed=0, k=5) -> dict:

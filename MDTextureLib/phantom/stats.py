@@ -12,7 +12,6 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..constants import CLASSES, MUSCLE_LABELS
-from ..cohort import subject_folds
 from ..errors import InputError
 
 
@@ -50,20 +49,11 @@ def knn_cv(records, feature, n_folds=4, seed=0, k=5, classes=CLASSES) -> dict:
     """Accuracy of a kNN on ``feature`` (one value per record) with subject-level folds, restricted to ``classes``."""
     from sklearn.neighbors import KNeighborsClassifier
 
-    keep = [i for i, r in enumerate(records) if r.class_name in classes]
-    recs = [records[i] for i in keep]
-    x = np.asarray(feature, dtype=float)[keep][:, None]
-    y = np.array([classes.index(r.class_name) for r in recs])
-    fold_acc, correct = [], np.zeros(len(recs), dtype=bool)
-    for train, test in subject_folds(recs, n_folds=n_folds, seed=seed):
-        clf = KNeighborsClassifier(n_neighbors=min(k, len(train))).fit(x[train], y[train])
-        hit = clf.predict(x[test]) == y[test]
-        correct[test] = hit
-        fold_acc.append(float(hit.mean()))
-    return {"classes": list(classes), "k": k, "n_folds": n_folds, "scans": len(recs),
-            "accuracy_mean_over_folds": float(np.mean(fold_acc)), "accuracy_min_fold": float(np.min(fold_acc)),
-            "accuracy_max_fold": float(np.max(fold_acc)), "accuracy_pooled": float(correct.mean()),
-            "fold_accuracies": fold_acc}
+    from .confounds import subject_cv
+
+    x = np.asarray(feature, dtype=float)[:, None]
+    result = subject_cv(records, x, classes, n_folds, seed, lambda n_train: KNeighborsClassifier(min(k, n_train)))
+    return {**result, "k": k}
 
 
 def auc(a, b) -> float:
