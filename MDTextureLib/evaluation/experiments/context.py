@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...calibration import softmax
 from ...constants import CLASSES
 from ...errors import InputError
 from ...modelfile import Model, load_model
@@ -249,11 +250,6 @@ def _training_note(model: Model) -> dict | None:
         return None
     return {k: t.get(k) for k in ("iterations", "batch_size", "initialisation", "seconds_per_iteration",
                                   "final_running_accuracy", "epochs_seen")}
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def md_header(ctx: Context, title: str) -> list[str]:

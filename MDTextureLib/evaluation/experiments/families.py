@@ -22,7 +22,8 @@ import numpy as np
 from ...constants import CLASSES
 from ...errors import InputError
 from .common import VARIANT_LABELS, md_table, pct, plt_module, write_json
-from .context import Context, md_header, softmax
+from ...calibration import softmax
+from .context import Context, md_header
 
 
 def scan_correct(ctx: Context, net, i: int) -> bool:

@@ -106,7 +106,6 @@ def run_localisation(ctx: Context, out: Path) -> dict:
             inv = native.involvement
             if not inv.any():
                 continue  # nothing to point at (normal scans)
-            geometry = c.geometry(i)
             domains = {"muscles": native.muscles, "leg": native.body}
             spacing = float(np.mean(native.series.grid.spacing[:2]))
             tol_px = s.tolerance_mm / spacing
