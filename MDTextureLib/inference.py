@@ -148,9 +148,8 @@ class VolumeResult:
     def _heatmap(self, class_name: str, kind: str, normalisation: str | None) -> np.ndarray:
         if class_name not in CLASSES:
             raise InputError(f"unknown class {class_name!r}; choose one of {', '.join(CLASSES)}")
-        if normalisation is not None and normalisation not in HEATMAP_NORMALISATIONS:
-            raise InputError(f"unknown heatmap normalisation {normalisation!r}; choose one of "
-                             f"{', '.join(HEATMAP_NORMALISATIONS)}")
+        if normalisation is not None:
+            check_normalisation(normalisation)
         if not self.legs:
             return self._map_home(self.class_maps, self.geometry, class_name, self.body, kind, normalisation)
         return self._legs_heatmap((class_name,) * len(self.legs), kind, normalisation)
@@ -221,6 +220,13 @@ class VolumeResult:
             "verdict_rule": VERDICT_RULE,
             "orientation": self.orientation.describe() if self.orientation is not None else None,
         }
+
+
+def check_normalisation(normalisation: str) -> None:
+    """InputError unless ``normalisation`` is one of HEATMAP_NORMALISATIONS."""
+    if normalisation not in HEATMAP_NORMALISATIONS:
+        raise InputError(f"unknown heatmap normalisation {normalisation!r}; choose one of "
+                         f"{', '.join(HEATMAP_NORMALISATIONS)}")
 
 
 def _slice_axis(geometry: StackGeometry) -> int:
@@ -302,9 +308,7 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
     ``laterality``: the DICOM laterality ('R'/'L') when known. ``precision`` (auto, fp32, bf16) is resolved for the
     device by :mod:`.precision`. ``normalisation``: how heatmaps are scaled (HEATMAP_NORMALISATIONS).
     """
-    if normalisation not in HEATMAP_NORMALISATIONS:
-        raise InputError(f"unknown heatmap normalisation {normalisation!r}; choose one of "
-                         f"{', '.join(HEATMAP_NORMALISATIONS)}")
+    check_normalisation(normalisation)
     if target_class is not None and target_class not in CLASSES:
         raise InputError(f"unknown target class {target_class!r}; choose one of {', '.join(CLASSES)}")
     dev = device if isinstance(device, torch.device) else pick_device(device)
