@@ -45,12 +45,15 @@ VARIANTS = {
     "resnet28": ("layer2",),
     "icam14-leg": ("layer3", "layer4"),
     "icam28-leg": ("layer2", "layer3"),
+    "icam56": ("layer1", "layer2"),
+    "icam56-leg": ("layer1", "layer2"),
+    "resnet28-leg": ("layer2",),
 }
 
 #: Variants whose pooling is restricted to the leg (the body mask at the map's resolution) and whose input is 0
 #: outside the body; each has the parameters of its paper variant (same names and shapes), so weights alone cannot
 #: tell them apart: the model card's ``variant`` (and ``map.pooling`` = "leg") does.
-LEG_VARIANTS = {"icam14-leg": "icam14", "icam28-leg": "icam28"}
+LEG_VARIANTS = {"icam14-leg": "icam14", "icam28-leg": "icam28", "icam56-leg": "icam56", "resnet28-leg": "resnet28"}
 
 
 def pooling_of(variant: str) -> str:

@@ -19,10 +19,15 @@ icam28    ResNet18 cut after layer3   layer2+3     28×28
 resnet7   full ResNet18               layer4       7×7 (CAM)
 resnet14  cut after layer3            layer3       14×14
 resnet28  cut after layer2            layer2       28×28
+icam56    cut after layer2            layer1+2     56×56
 ========  ==========================  ===========  ========
 
-Leg-pooled variants ``icam28-leg`` and ``icam14-leg`` (ours, not the paper's) have the same trunk, stages and
-parameters, but the evidence has to come from the leg: the input is set to 0 outside the body (after
+``icam56`` is not in the paper: Eq. (1)-(2) one stage earlier, so that a map cell sees a small patch of the leg
+(receptive field of layer2 99 px = 79 mm at 0.8 mm pixels, against 211 px for layer3) and the evidence for a
+class has to sit near the texture that carries it.
+
+Leg-pooled variants ``icam28-leg``, ``icam14-leg``, ``icam56-leg`` and ``resnet28-leg`` (ours, not the
+paper's) have the same trunk, stages and parameters, but the evidence has to come from the leg: the input is set to 0 outside the body (after
 normalisation), and each stage is pooled at the map's resolution over the body mask m (the input mask
 area-averaged to h×w) instead of over the whole window:
 
@@ -46,7 +51,7 @@ LAYER_CHANNELS = {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
 
 #: Map side length for a 224×224 input, per variant.
 MAP_SIZE_224 = {"icam14": 14, "icam28": 28, "resnet7": 7, "resnet14": 14, "resnet28": 28, "icam14-leg": 14,
-                "icam28-leg": 28}
+                "icam28-leg": 28, "icam56": 56, "icam56-leg": 56, "resnet28-leg": 28}
 
 #: Masks whose total weight at the map's resolution is below this count as empty (pooled over the window).
 EMPTY_MASK_WEIGHT = 1e-6
