@@ -9,15 +9,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..constants import DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX
+from ..constants import DEFAULT_PIXEL_MM, DEFAULT_SIZE_PX, VARIANTS
 from ..scores import ScoreParameters
 
 EXPERIMENTS = ("table1", "table2", "neurons", "tsne", "table3", "localisation", "randomisation", "calibration")
 #: Experiments run only by name (not by ``all``): they train networks of their own.
 EXTRA_EXPERIMENTS = ("families",)
 LOCALISATION_VARIANTS = ("icam28", "icam14", "resnet7")
-#: Networks an evaluation can train and score: the paper's variants and the leg-pooled ones (issue 12).
-NETWORK_CHOICES = ("icam28", "icam14", "resnet7", "resnet14", "resnet28", "icam28-leg", "icam14-leg")
+#: Networks an evaluation can train and score: every variant (the paper's, icam56 and the leg-pooled ones).
+NETWORK_CHOICES = tuple(VARIANTS)
 KMEANS_K = 256  # K-Means dictionary size (paper 900; why smaller: MDTextureLib.evaluation.baselines)
 
 

@@ -35,7 +35,8 @@ PAPER_NEURONS = {"l2": 91, "chi2": 118, "of": 512}
 
 VARIANT_LABELS = {"resnet7": "ResNet18 (CAM, 7²)", "icam14": "ICAM-14²", "icam28": "ICAM-28²",
                   "resnet14": "ResNet-14²", "resnet28": "ResNet-28²", "icam28-leg": "ICAM-28² leg-pooled",
-                  "icam14-leg": "ICAM-14² leg-pooled"}
+                  "icam14-leg": "ICAM-14² leg-pooled", "icam56": "ICAM-56²", "icam56-leg": "ICAM-56² leg-pooled",
+                  "resnet28-leg": "ResNet-28² leg-pooled"}
 TABLE2_VARIANTS = ("resnet28", "icam28", "resnet14", "icam14")
 RANDOMISATION_VARIANTS = ("icam28", "resnet7")
 #: The class-specific muscles the localisation table names (issue 12): peroneus in DMD, tibialis posterior in CMD.
