@@ -105,6 +105,10 @@ def _add_score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heatmap-scaling", choices=HEATMAP_NORMALISATIONS, default=DEFAULT_HEATMAP_NORMALISATION,
                    help="scale the heatmap to 0-1 by its maximum inside the leg on each axial slice (slice, default) "
                         "or over the volume (volume, the rule before issue 12); the texture scores use it")
+    p.add_argument("--fat-map", action="store_true",
+                   help="also write fat_map.nrrd: the fat attribution of the heatmap's class (which fat of each slice "
+                        "moved the network towards it: where inside the muscles; one backward pass per class more). "
+                        "The texture scores still come from the ICAM heatmap")
     p.add_argument("--no-report", action="store_true", help="skip report.png")
 
 
@@ -148,7 +152,8 @@ def _case_options(args):
 
     return CaseOptions(target_class=args.target_class, device=args.device, batch_size=args.batch_size,
                        params=_score_params(args), report=not args.no_report, precision=args.precision,
-                       heatmap_normalisation=getattr(args, "heatmap_scaling", DEFAULT_HEATMAP_NORMALISATION))
+                       heatmap_normalisation=getattr(args, "heatmap_scaling", DEFAULT_HEATMAP_NORMALISATION),
+                       fat_map=getattr(args, "fat_map", False))
 
 
 def _print_warnings(warnings: list) -> None:

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from . import calibration as cal
+from .attribution import METHOD as FAT_METHOD
+from .attribution import fat_attribution
 from .constants import CLASSES, DEFAULT_HEATMAP_NORMALISATION, HEATMAP_NORMALISATIONS
 from .errors import InputError
 from .io import DixonSeries, Grid
@@ -66,6 +68,7 @@ class LegResult:
     warnings: list = field(default_factory=list)
     pooled: np.ndarray | None = None  # (Z, D) float32: the feature vector the linear layer saw, per slice
     unfamiliar: dict | None = None  # {score, threshold, flagged}; None when the model has no unfamiliar statistics
+    fat_maps: np.ndarray | None = None  # (Z, 3, S, S) fat attribution per class on the window (``fat_map=True``)
 
     @property
     def verdict(self) -> str:
@@ -106,6 +109,7 @@ class VolumeResult:
     normalisation: str = DEFAULT_HEATMAP_NORMALISATION  # HEATMAP_NORMALISATIONS
     pooled: np.ndarray | None = None  # (Z, D) the verdict leg's pooled feature vectors
     temperature: float | None = None  # the card's calibration temperature; None: probabilities uncalibrated
+    fat_maps: np.ndarray | None = None  # (Z, 3, S, S) the verdict leg's fat attribution (``fat_map=True``)
     _heatmaps: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -132,6 +136,18 @@ class VolumeResult:
             return self.signed_heatmap_for(self.target_class)
         return self._legs_heatmap(tuple(leg.target_class for leg in self.legs), "signed")
 
+    @property
+    def fat_heatmap(self) -> np.ndarray:
+        """Fat attribution of the target class(es) on the FF grid, scaled like ``heatmap`` (ReLU, 0 outside the
+        body, per slice or volume in the leg); InputError when it was not computed (``fat_map=True``)."""
+        if not self.legs or self.fat_maps is None:
+            return self._heatmap(self.target_class, "relu", self.normalisation, "fat")
+        return self._legs_heatmap(tuple(leg.target_class for leg in self.legs), "relu", None, "fat")
+
+    def fat_heatmap_for(self, class_name: str, normalisation: str | None = None) -> np.ndarray:
+        """Fat attribution of ``class_name`` on the FF grid, scaled like ``heatmap_for``."""
+        return self._heatmap(class_name, "relu", normalisation or self.normalisation, "fat")
+
     def heatmap_for(self, class_name: str, normalisation: str | None = None) -> np.ndarray:
         """ICAM of ``class_name`` on the FF grid, (z, y, x) float32 in [0, 1]: ReLU, back on the FF grid, 0 outside
         the body (and outside the leg's own part of the image), divided by its maximum inside the leg per slice
@@ -145,25 +161,30 @@ class VolumeResult:
         bias; the resampling onto the FF grid keeps that only approximately (bilinear, partial pixels)."""
         return self._heatmap(class_name, "signed", None)
 
-    def _heatmap(self, class_name: str, kind: str, normalisation: str | None) -> np.ndarray:
+    def _heatmap(self, class_name: str, kind: str, normalisation: str | None, source: str = "icam") -> np.ndarray:
         if class_name not in CLASSES:
             raise InputError(f"unknown class {class_name!r}; choose one of {', '.join(CLASSES)}")
         if normalisation is not None:
             check_normalisation(normalisation)
+        if source == "fat" and self.fat_maps is None:
+            raise InputError("no fat attribution was computed for this result (classify with fat_map=True)")
         if not self.legs:
-            return self._map_home(self.class_maps, self.geometry, class_name, self.body, kind, normalisation)
-        return self._legs_heatmap((class_name,) * len(self.legs), kind, normalisation)
+            maps = self.fat_maps if source == "fat" else self.class_maps
+            return self._map_home(maps, self.geometry, class_name, self.body, kind, normalisation)
+        return self._legs_heatmap((class_name,) * len(self.legs), kind, normalisation, source)
 
-    def _legs_heatmap(self, classes: tuple, kind: str = "relu", normalisation: str | None = None) -> np.ndarray:
+    def _legs_heatmap(self, classes: tuple, kind: str = "relu", normalisation: str | None = None,
+                      source: str = "icam") -> np.ndarray:
         normalisation = normalisation or (self.normalisation if kind == "relu" else None)
-        key = (classes, kind, normalisation)
+        key = (classes, kind, normalisation, source)
         if key not in self._heatmaps:
             total = None
             for leg, c in zip(self.legs, classes):
                 region = self.leg_region(leg)
                 if self.body is not None:
                     region = self.body if region is None else region & self.body
-                part = self._map_home(leg.class_maps, leg.geometry, c, region, kind, normalisation)
+                maps = leg.fat_maps if source == "fat" else leg.class_maps
+                part = self._map_home(maps, leg.geometry, c, region, kind, normalisation)
                 total = part if total is None else total + part
             self._heatmaps[key] = total
         return self._heatmaps[key]
@@ -214,6 +235,11 @@ class VolumeResult:
                         "signed": "heatmap_signed.nrrd: the same map before ReLU and scaling, logit units, 0 "
                                   "outside the body",
                         "map_size": list(self.class_maps.shape[-2:])},
+            "fat_map": None if self.fat_maps is None else {
+                "file": "fat_map.nrrd", "method": FAT_METHOD,
+                "shown": "ReLU, 0 outside the body, scaled like the heatmap; the class of each leg's heatmap",
+                "use": "where inside the muscles the fat that moved the network lies; the texture scores come from "
+                       "the ICAM heatmap, not from this map"},
             "precision": self.precision,
             "warnings": list(self.warnings),
             "legs": [leg.summary() for leg in self.legs],
@@ -299,14 +325,16 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
                     progress: Callable[[int, int], None] | None = None,
                     cancel: Callable[[], bool] | None = None, side: str | None = None,
                     laterality: str | None = None, precision: str = "auto",
-                    normalisation: str = DEFAULT_HEATMAP_NORMALISATION) -> VolumeResult:
+                    normalisation: str = DEFAULT_HEATMAP_NORMALISATION, fat_map: bool = False) -> VolumeResult:
     """Classify every slice of every leg of ``series`` in batches and keep the class maps.
 
     ``progress(done, total)`` is called with 0 before the first batch (so a progress bar starts its clock with the
     work) and after each batch; ``cancel()`` returning True stops with InterruptedError (the Slicer module's Cancel
     button). ``side`` ('left'/'right'): the user's word for a one-leg image whose anatomy does not tell;
     ``laterality``: the DICOM laterality ('R'/'L') when known. ``precision`` (auto, fp32, bf16) is resolved for the
-    device by :mod:`.precision`. ``normalisation``: how heatmaps are scaled (HEATMAP_NORMALISATIONS).
+    device by :mod:`.precision`. ``normalisation``: how heatmaps are scaled (HEATMAP_NORMALISATIONS);
+    ``fat_map``: also compute the fat attribution of every class (:mod:`.attribution`; one backward pass per
+    class added to each batch), for ``fat_heatmap``.
     """
     check_normalisation(normalisation)
     if target_class is not None and target_class not in CLASSES:
@@ -320,21 +348,25 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
         n = stacks.shape[0]
         if progress is not None:
             progress(0, n)
-        logits, maps, pooled = [], [], []
+        logits, maps, pooled, fat = [], [], [], []
+        mean, std = model.normalisation
         for start in range(0, n, batch_size):
             if cancel is not None and cancel():
                 raise InterruptedError("classification cancelled")
-            lg, mp, pl = forward_with_maps(net, stacks[start:start + batch_size], precision,
-                                           body_windows[start:start + batch_size])
+            batch, batch_mask = stacks[start:start + batch_size], body_windows[start:start + batch_size]
+            lg, mp, pl = forward_with_maps(net, batch, precision, batch_mask)
             logits.append(lg)
             maps.append(mp)
             pooled.append(pl)
+            if fat_map:
+                fat.append(fat_attribution(net, batch, None, mean, std, precision, batch_mask))
             if progress is not None:
                 progress(min(start + batch_size, n), n)
         logits_t = torch.cat(logits).float()
         temperature = model.temperature
         slice_probs = torch.softmax(logits_t / (temperature or 1.0), dim=1).cpu().numpy()
         class_maps = torch.cat(maps).float().cpu().numpy()
+        fat_maps = torch.cat(fat).cpu().numpy() if fat else None
         pooled_np = torch.cat(pooled).cpu().numpy() if all(p is not None for p in pooled) else None
         empty = model.net.empty_mask(body_windows, class_maps.shape[-2:]) if hasattr(model.net, "empty_mask") \
             else None
@@ -349,7 +381,8 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
                                  target_class=target_class or CLASSES[int(np.argmax(probs))],
                                  warnings=list(leg.warnings) + _empty_window_warning(empty, i, z),
                                  pooled=None if pooled_np is None else pooled_np[i * z:(i + 1) * z],
-                                 unfamiliar=leg_unfamiliar(model, pooled_np, i * z, (i + 1) * z)))
+                                 unfamiliar=leg_unfamiliar(model, pooled_np, i * z, (i + 1) * z),
+                                 fat_maps=None if fat_maps is None else fat_maps[i * z:(i + 1) * z]))
     lead = more_abnormal(results)
     for r in results:
         if r.unfamiliar is not None and r.unfamiliar["flagged"]:
@@ -366,7 +399,8 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
                         target_class=target_class or lead.verdict, model_name=model.name,
                         model_sha256=model.sha256, ff_unit=series.ff_unit, warnings=notes, legs=results,
                         orientation=orient, precision=precision, body=series.body_mask(), pooling=pooling,
-                        normalisation=normalisation, pooled=lead.pooled, temperature=temperature)
+                        normalisation=normalisation, pooled=lead.pooled, temperature=temperature,
+                        fat_maps=lead.fat_maps)
 
 
 def _empty_window_warning(empty: torch.Tensor | None, leg_index: int, z: int) -> list:

@@ -47,6 +47,7 @@ class CaseOptions:
     compress: bool = False  # gzip the heatmap NRRD (smaller, ~3x slower to write)
     precision: str = "auto"  # auto, fp32 or bf16 (MDTextureLib.precision); what ran is in the summary
     heatmap_normalisation: str = DEFAULT_HEATMAP_NORMALISATION  # inference.HEATMAP_NORMALISATIONS
+    fat_map: bool = False  # also compute and write the fat attribution (fat_map.nrrd)
 
 
 @dataclass
@@ -69,7 +70,8 @@ def analyse_case(inputs: CaseInputs, model: Model, options: CaseOptions = CaseOp
     result = classify_volume(series, model, device=options.device, target_class=options.target_class,
                              batch_size=options.batch_size, progress=progress, side=inputs.side,
                              laterality=dicom_laterality(inputs.study or inputs.ff or inputs.water),
-                             precision=options.precision, normalisation=options.heatmap_normalisation)
+                             precision=options.precision, normalisation=options.heatmap_normalisation,
+                             fat_map=options.fat_map)
     scores = None
     leg_scores = {}
     summary = result.summary()
@@ -152,6 +154,8 @@ def write_case(case: CaseResult, out: str | os.PathLike, options: CaseOptions = 
             write_image(case.result.heatmap, case.series.grid, tmp / "heatmap.nrrd", compress=options.compress)
             write_image(case.result.heatmap_signed, case.series.grid, tmp / "heatmap_signed.nrrd",
                         compress=options.compress)
+            if case.result.fat_maps is not None:
+                write_image(case.result.fat_heatmap, case.series.grid, tmp / "fat_map.nrrd", compress=options.compress)
             if len(case.result.legs) > 1 and case.leg_scores:
                 write_scores_csv(case.leg_scores, tmp / "texture_scores.csv", options.params)
             elif case.scores is not None:
