@@ -42,7 +42,8 @@ METHODS = ("icam", "gradcam", "gradcam++", "layercam", "random", "ff")
 GRADIENT_METHODS = ("gradcam", "gradcam++", "layercam")
 METHOD_LABELS = {"icam": "ICAM / CAM (own map)", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++",
                  "layercam": "LayerCAM", "random": "random map", "ff": "FF image as map",
-                 "icam-slice": "own map, per slice within the leg", "ff-pooled": "FF image pooled to the map grid"}
+                 "icam-slice": "own map, per slice within the leg", "ff-pooled": "FF image pooled to the map grid",
+                 "fat": "fat attribution (gradient × FF), per slice within the leg"}
 
 
 def map_layer(net) -> torch.nn.Module:
@@ -150,6 +151,25 @@ def gradient_maps(net, stacks: torch.Tensor, class_index, methods=GRADIENT_METHO
         recorder.activations_and_grads.release()
         net.zero_grad(set_to_none=True)
     return {m: torch.from_numpy(np.concatenate(v)) for m, v in out.items()}
+
+
+def fat_maps(net, stacks: torch.Tensor, class_index, normalisation: tuple, batch_size: int = 8,
+             masks: torch.Tensor | None = None) -> torch.Tensor:
+    """Fat attribution (:mod:`MDTextureLib.attribution`) of each stack's centre slice for ``class_index`` (one
+    index, or one per slice), (Z, S, S) on the model window, float32, in logit units. ``normalisation``: the
+    card's (mean, std)."""
+    from ..attribution import fat_attribution
+
+    per_slice = torch.as_tensor(_per_slice(class_index, stacks.shape[0]))
+    net = net.eval()
+    out = []
+    for start in range(0, stacks.shape[0], batch_size):
+        stop = start + batch_size
+        mask = _mask_args(net, masks, start, stop)
+        out.append(fat_attribution(net, stacks[start:stop], per_slice[start:stop], *normalisation,
+                                   mask=mask[0] if mask else None))
+    net.zero_grad(set_to_none=True)
+    return torch.cat(out)
 
 
 def random_maps(shape: tuple, seed: int) -> torch.Tensor:

@@ -84,6 +84,9 @@ def scan_heatmaps(ctx: Context, fold: int, i: int, native) -> dict:
         masks = c.body_model(i) if maps.uses_mask(net) else None
         heatmaps[(variant, "icam")] = maps.to_native(own[variant][:, cl], geometry)
         heatmaps[(variant, "icam-slice")] = maps.to_native(own[variant][:, cl], geometry, native.body, "slice")
+        model = ctx.model(variant, fold)
+        heatmaps[(variant, "fat")] = maps.to_native(maps.fat_maps(net, stacks, cl, model.normalisation, masks=masks),
+                                                    geometry, native.body, "slice")
         for m, raw in maps.gradient_maps(net, stacks, cl, masks=masks).items():
             heatmaps[(variant, m)] = maps.to_native(raw, geometry)
     return heatmaps
@@ -237,7 +240,7 @@ def map_label(key: str) -> str:
 def headline(agg: dict) -> list[str]:
     """The issue's targets in one table: in-muscle pixel AUC (≥ 0.75, ceiling ≈ 0.8) and the named class-specific
     muscle ratio (≥ 1.5×), for the reference rows and every network's own map."""
-    keys = [k for k in agg if k.startswith("reference/") or k.endswith("/icam") or k.endswith("/icam-slice")]
+    keys = [k for k in agg if k.startswith("reference/") or k.endswith(("/icam", "/icam-slice", "/fat"))]
     rows = [[map_label(k), num(agg[k]["all"]["muscles"]["pixel_auc"]["mean"]),
              num(agg[k]["DMD"]["specific_ratio"]["mean"], 2), num(agg[k]["CMD"]["specific_ratio"]["mean"], 2)]
             for k in keys]

@@ -46,6 +46,11 @@ def _map_heatmaps(ctx: Context, variants, fold: int, i: int, native) -> dict:
         class_maps = ctx.predictions(variant, fold)[i][1]
         out[variant] = maps.to_native(class_maps[:, int(c.classes[i])], c.geometry(i))
         out[f"{variant}|slice"] = maps.to_native(class_maps[:, int(c.classes[i])], c.geometry(i), native.body, "slice")
+        model = ctx.model(variant, fold)
+        masks = c.body_model(i) if maps.uses_mask(model.net) else None
+        out[f"{variant}|fat"] = maps.to_native(maps.fat_maps(model.net, c.stacks(i), int(c.classes[i]),
+                                                             model.normalisation, masks=masks),
+                                               c.geometry(i), native.body, "slice")
         size = tuple(class_maps.shape[-2:])
         ceiling = f"ff-pooled-{size[0]}"
         if ceiling not in out:
@@ -76,6 +81,8 @@ def _map_name(name: str) -> str:
         return f"FF image pooled to {size}×{size} (ceiling)"
     if name.endswith("|slice"):
         return VARIANT_LABELS.get(name[:-6], name[:-6]) + ", per slice within the leg"
+    if name.endswith("|fat"):
+        return VARIANT_LABELS.get(name[:-4], name[:-4]) + " — fat attribution (gradient × FF), per slice"
     return VARIANT_LABELS.get(name, name)
 
 
