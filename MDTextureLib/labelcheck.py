@@ -42,8 +42,10 @@ def outside_body_shares(layers: np.ndarray, body_mask: np.ndarray) -> tuple[dict
     air = ~body_mask.ravel()
     for layer in layers:
         flat = layer.ravel()
-        total += np.bincount(flat, minlength=n_values)
-        outside += np.bincount(flat, weights=air, minlength=n_values)
+        at = np.flatnonzero(flat)  # the labelled voxels only: a segmentation covers a small part of the image
+        values = flat[at]
+        total += np.bincount(values, minlength=n_values)
+        outside += np.bincount(values[air[at]], minlength=n_values)
     labelled = (layers > 0).any(axis=0).ravel()
     n_labelled = int(labelled.sum())
     per_value = {v: float(outside[v] / total[v]) for v in range(1, n_values) if total[v] > 0}

@@ -114,3 +114,31 @@ def test_clean_mask_is_the_whole_field_of_view_rule(scans, spacing):
     for mask in list(corner_masks())[:6]:
         np.testing.assert_array_equal(clean_mask(mask, spacing, max_components=3),
                                       clean_mask_literally(mask, spacing, max_components=3))
+
+
+# ---------------------------------------------------------------------------------------- labels off the body
+def outside_shares_literally(layers, body):
+    layers = layers[None] if layers.ndim == 3 else layers
+    per_value = {}
+    for v in range(1, int(layers.max()) + 1):
+        voxels = (layers == v).any(axis=0)
+        if voxels.any():
+            per_value[v] = float((voxels & ~body).sum() / voxels.sum())
+    labelled = (layers > 0).any(axis=0)
+    return per_value, float((labelled & ~body).sum() / labelled.sum()) if labelled.any() else 0.0
+
+
+def test_outside_body_shares_count_every_labelled_voxel(scans):
+    from MDTextureLib.labelcheck import outside_body_shares
+
+    for scan in scans[:3]:
+        body = scan.ff > 0
+        labels = np.asarray(scan.labels).astype(np.uint16)
+        shifted = np.roll(labels, 25, axis=2)
+        two_layers = np.stack([labels, np.where(np.roll(labels, -9, axis=1) > 0, 9, 0).astype(np.uint16)])
+        for layers in (labels, shifted, two_layers, np.zeros_like(labels)):
+            per, overall = outside_body_shares(layers, body)
+            per_literal, overall_literal = outside_shares_literally(layers, body)
+            assert per == per_literal and overall == overall_literal
+            if layers is shifted:
+                assert overall > 0.05  # the comparison includes labels off the body
