@@ -142,3 +142,35 @@ def test_outside_body_shares_count_every_labelled_voxel(scans):
             assert per == per_literal and overall == overall_literal
             if layers is shifted:
                 assert overall > 0.05  # the comparison includes labels off the body
+
+
+# ------------------------------------------------------------------------------------------------- heatmaps
+@pytest.mark.parametrize("storage", ["axial", "flipped", "coronal"])
+def test_heatmaps_sampled_in_the_body_box_equal_the_whole_slice(scans, storage, monkeypatch):
+    """Only the body's box of the native slice is sampled back from the model window; every heatmap (each class,
+    ReLU and signed, per slice and per volume) equals the one sampled over the whole slice, also when the input is
+    stored in another order (the box is found on the canonical slice)."""
+    from MDTextureLib import inference
+    from MDTextureLib.io import Grid, series_from_arrays
+    from MDTextureLib.modelfile import build_model
+    from test_orientation import stored
+
+    s = scans[0]
+    axes, flips = {"axial": ((0, 1, 2), (False, False, False)), "flipped": ((0, 1, 2), (False, True, True)),
+                   "coronal": ((1, 0, 2), (False, True, False))}[storage]
+    ff, geometry = stored(s.ff, s.spacing_mm, s.origin_mm, axes, flips)
+    series = series_from_arrays(Grid(ff.shape[::-1], *geometry), ff=ff)
+    result = inference.classify_volume(series, build_model("icam28", seed=3), device="cpu", precision="fp32")
+
+    def every_map(r):
+        r._heatmaps.clear()
+        return [r.heatmap, r.heatmap_signed] + [r.heatmap_for(c, n) for c in ("DMD", "CMD", "normal")
+                                                for n in ("slice", "volume")] + [r.signed_heatmap_for("CMD")]
+
+    boxed = every_map(result)
+    assert inference._region_box(result.body, result.geometry) is not None
+    monkeypatch.setattr(inference, "_region_box", lambda region, geometry: None)
+    whole = every_map(result)
+    for a, b in zip(boxed, whole):
+        np.testing.assert_array_equal(a, b)
+    assert boxed[0].max() == 1.0 and (boxed[1] != 0).mean() > 0.05  # maps with content, not zeros
