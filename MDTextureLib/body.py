@@ -223,7 +223,9 @@ def body_mask_from_ff(ff_zyx: np.ndarray, spacing_xy_mm: tuple, full_scale: floa
     """Body from a fat-fraction image alone (``full_scale``: 1 for fractions, 100 for percent, …): non-zero voxels
     where few neighbour pairs jump (see the module text), the boundary pixels that the window straddles recovered
     among non-zero voxels, then :func:`clean_mask`."""
-    ff = np.nan_to_num(np.asarray(ff_zyx, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    ff = np.asarray(ff_zyx, dtype=np.float32)
+    if not np.isfinite(ff).all():  # the usual input is finite already (io.series_from_arrays): no copy then
+        ff = np.nan_to_num(ff, nan=0.0, posinf=0.0, neginf=0.0)
     # Air set to one value by the scanner or a converter (0, or 100 %, or anything) is not body, however smooth.
     fill = air_fill_value(ff)
     nonzero = ff != fill

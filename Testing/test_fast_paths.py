@@ -196,3 +196,18 @@ def test_mirrored_labels_check_counts_columns_like_one_mask_per_segment(scans):
                 assert (got is not None) == (len(wrong) == len(labelcheck.LATERAL_OF)), (side, wrong, got)
                 checked += got is not None
     assert checked >= 3  # some of the cases are mirrored: both answers are compared
+
+
+def test_body_mask_from_ff_reads_nan_and_inf_as_zero(scans):
+    """Non-finite voxels are 0 to the FF route, whether the map holds any (copied and cleaned) or not (read as is)."""
+    from MDTextureLib.body import body_mask_from_ff
+
+    ff = scans[1].ff.astype(np.float32)
+    dirty = ff.copy()
+    dirty[0, :3, :3], dirty[1, 5, 5], dirty[2, 0, :4] = np.nan, np.inf, -np.inf
+    zeroed = np.where(np.isfinite(dirty), dirty, 0.0).astype(np.float32)
+    spacing = scans[1].spacing_mm[:2]
+    np.testing.assert_array_equal(body_mask_from_ff(dirty, spacing), body_mask_from_ff(zeroed, spacing))
+    before = ff.copy()
+    assert body_mask_from_ff(ff, spacing).any()
+    np.testing.assert_array_equal(ff, before)  # the input is never written to
