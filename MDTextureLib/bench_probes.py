@@ -21,8 +21,13 @@ import time
 from pathlib import Path
 
 #: Imports timed one after another in a fresh interpreter: what `mdtexture classify` pays before its first voxel
-#: (matplotlib only for report.png). Each figure is what that import adds after the ones before it.
-STARTUP_IMPORTS = ("torch", "torchvision", "SimpleITK", "MDTextureLib.pipeline", "matplotlib.pyplot")
+#: (matplotlib only for report.png). Each figure is what that import adds after the ones before it. torchvision is
+#: not among them: MDTexture defines its own ResNet18 (resnet.py), and classify never imports it.
+STARTUP_IMPORTS = ("torch", "SimpleITK", "MDTextureLib.pipeline", "matplotlib.pyplot")
+
+#: The steps of one `mdtexture classify` process that :func:`startup_breakdown_s` times, in order.
+PROCESS_STEPS = ("python_start", "import_torch", "import_engine", "load_model", "case", "write_outputs", "report_png",
+                 "exit")
 
 
 def write_case_files(folder: Path, n_slices: int, matrix: int, seed: int = 0) -> tuple[Path, Path]:
@@ -77,11 +82,7 @@ def memory_probe(ff_path: str, seg_path: str, precision: str = "auto") -> None:
 
 
 def startup_imports_s() -> dict:
-    """Seconds to start a bare interpreter, then to import each of :data:`STARTUP_IMPORTS` in turn (fresh child).
-
-    ``torch_torchvision`` is the sum of the first two: the start-up cost that no change to MDTexture's own code
-    removes while the network is built from torchvision's ResNet.
-    """
+    """Seconds to start a bare interpreter, then to import each of :data:`STARTUP_IMPORTS` in turn (fresh child)."""
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "pass"], check=True)
     python_start = time.perf_counter() - t0
@@ -91,8 +92,54 @@ def startup_imports_s() -> dict:
               "print(json.dumps(out))\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     imports = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"python_start": python_start, **imports,
-            "torch_torchvision": imports["torch"] + imports["torchvision"]}
+    return {"python_start": python_start, **imports}
+
+
+def startup_breakdown_s(ff_path: Path, seg_path: Path, out: Path, precision: str, model_path=None) -> dict:
+    """Where the wall time of one classify process goes: a fresh child runs the steps of ``mdtexture classify``
+    one after another and stamps the clock after each (:data:`PROCESS_STEPS`: the interpreter up to the probe,
+    importing torch, the engine's other imports, loading the model, the case from reading to scores — the first
+    pass of the network's one-time costs included —, writing the outputs, report.png with matplotlib's import, and
+    the interpreter's exit). The steps add up to the child's wall time, ``wall_s``."""
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-m", "MDTextureLib.bench", "--startup-probe", str(ff_path), str(seg_path),
+                           str(out), precision, str(model_path or "")], capture_output=True, text=True)
+    t_end = time.time()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the start-up probe failed: {proc.stderr.strip()[-500:]}")
+    stamps = json.loads(proc.stdout.strip().splitlines()[-1])
+    steps, before = {}, t0
+    for name, stamp in stamps:
+        steps[name], before = stamp - before, stamp
+    steps["exit"] = t_end - before
+    return {"wall_s": t_end - t0, "steps_s": steps}
+
+
+def startup_probe(ff_path: str, seg_path: str, out: str, precision: str, model_path: str = "") -> None:
+    """The child's side of :func:`startup_breakdown_s`: classify's steps with a time stamp after each (JSON)."""
+    stamps = [("python_start", time.time())]
+    import torch  # noqa: F401  (timed on its own: the largest import)
+
+    stamps.append(("import_torch", time.time()))
+    from .cli import load_model_arg
+    from .pipeline import CaseInputs, CaseOptions, analyse_case, write_case
+
+    stamps.append(("import_engine", time.time()))
+    model = load_model_arg(model_path or None)
+    stamps.append(("load_model", time.time()))
+    inputs = CaseInputs(ff=ff_path, segmentation=seg_path)
+    options = CaseOptions(device="cpu", precision=precision, report=False)
+    case = analyse_case(inputs, model, options)
+    stamps.append(("case", time.time()))
+    write_case(case, Path(out) / "without_report", options)
+    stamps.append(("write_outputs", time.time()))
+    from .report import write_report
+
+    write_report(Path(out) / "report.png", case.series.ff, case.result.heatmap, case.summary, case.series.grid.spacing,
+                 case.scores, labels=case.labels.labels if case.labels else None,
+                 label_names=case.labels.names if case.labels else None, leg_scores=case.leg_scores)
+    stamps.append(("report_png", time.time()))
+    print(json.dumps(stamps))
 
 
 def classify_process_wall_s(ff_path: Path, seg_path: Path, out: Path, precision: str, model_path=None,

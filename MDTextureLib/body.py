@@ -92,16 +92,20 @@ def clean_mask(mask_zyx: np.ndarray, spacing_xy_mm: tuple, min_island_mm2: float
     min_px = max(1, int(np.ceil(min_island_mm2 / pixel_mm2)))
     labels, n = ndimage.label(mask, structure=IN_PLANE_CONNECTIVITY)  # per-slice components, all slices at once
     if n:
-        small = np.bincount(labels.ravel()) < min_px
-        small[0] = False
-        mask[small[labels]] = False
-    labels, n = ndimage.label(mask)
+        large = np.bincount(labels.ravel()) >= min_px
+        large[0] = False
+        mask = large[labels]
+    # The 3-D components of what is left, labelled within its in-plane box: nothing outside the box is connected to
+    # anything, and cropping keeps the raster order, so the labels (and which components are kept) are the same.
+    box = _box_with_margin(mask, 0)
+    labels, n = ndimage.label(mask[box])
     if n > 1:
         sizes = np.bincount(labels.ravel())[1:]
         order = np.argsort(sizes)[::-1]
         keep = [order[0]] + [i for i in order[1:max_components]
                              if sizes[i] >= MIN_SECOND_COMPONENT_FRACTION * sizes[order[0]]]
-        mask = np.isin(labels, np.asarray(keep) + 1)
+        mask = np.zeros_like(mask)
+        mask[box] = np.isin(labels, np.asarray(keep) + 1)
     # Closing first: a thin bridge of tissue between a bone and the skin may be missing, which would open the bone's
     # cortex ring to the outside and keep the marrow from being filled.
     close_px = max(1, int(round(CLOSE_MM / min(float(spacing_xy_mm[0]), float(spacing_xy_mm[1])))))
@@ -219,7 +223,9 @@ def body_mask_from_ff(ff_zyx: np.ndarray, spacing_xy_mm: tuple, full_scale: floa
     """Body from a fat-fraction image alone (``full_scale``: 1 for fractions, 100 for percent, …): non-zero voxels
     where few neighbour pairs jump (see the module text), the boundary pixels that the window straddles recovered
     among non-zero voxels, then :func:`clean_mask`."""
-    ff = np.nan_to_num(np.asarray(ff_zyx, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    ff = np.asarray(ff_zyx, dtype=np.float32)
+    if not np.isfinite(ff).all():  # the usual input is finite already (io.series_from_arrays): no copy then
+        ff = np.nan_to_num(ff, nan=0.0, posinf=0.0, neginf=0.0)
     # Air set to one value by the scanner or a converter (0, or 100 %, or anything) is not body, however smooth.
     fill = air_fill_value(ff)
     nonzero = ff != fill

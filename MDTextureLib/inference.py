@@ -195,7 +195,7 @@ class VolumeResult:
         maps = torch.from_numpy(np.ascontiguousarray(class_maps[:, CLASSES.index(class_name)]))
         if kind == "relu":
             maps = maps.clamp_min(0)
-        native = maps_to_native(maps, geometry).numpy()
+        native = maps_to_native(maps, geometry, _region_box(region, geometry)).numpy()
         if region is not None:
             native = np.where(region, native, 0.0)
         if kind == "signed":
@@ -246,6 +246,20 @@ class VolumeResult:
             "verdict_rule": VERDICT_RULE,
             "orientation": self.orientation.describe() if self.orientation is not None else None,
         }
+
+
+def _region_box(region: np.ndarray | None, geometry: StackGeometry) -> tuple | None:
+    """(rows, columns) slices of the canonical slice that hold every voxel of ``region`` (input order): the only
+    pixels a heatmap kept to ``region`` needs. None (the whole slice) without a region or when it is empty."""
+    if region is None:
+        return None
+    # In-plane extent only: the reordering without slice averaging tells which canonical rows and columns it spans.
+    canonical = region if geometry.orientation is None else geometry.orientation.reordering().to_canonical(region)
+    plane = canonical.any(axis=0)
+    if not plane.any():
+        return None
+    ys, xs = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
+    return slice(int(ys[0]), int(ys[-1]) + 1), slice(int(xs[0]), int(xs[-1]) + 1)
 
 
 def check_normalisation(normalisation: str) -> None:

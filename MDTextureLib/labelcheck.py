@@ -42,8 +42,10 @@ def outside_body_shares(layers: np.ndarray, body_mask: np.ndarray) -> tuple[dict
     air = ~body_mask.ravel()
     for layer in layers:
         flat = layer.ravel()
-        total += np.bincount(flat, minlength=n_values)
-        outside += np.bincount(flat, weights=air, minlength=n_values)
+        at = np.flatnonzero(flat)  # the labelled voxels only: a segmentation covers a small part of the image
+        values = flat[at]
+        total += np.bincount(values, minlength=n_values)
+        outside += np.bincount(values[air[at]], minlength=n_values)
     labelled = (layers > 0).any(axis=0).ravel()
     n_labelled = int(labelled.sum())
     per_value = {v: float(outside[v] / total[v]) for v in range(1, n_values) if total[v] > 0}
@@ -80,12 +82,17 @@ def mirrored_labels_warning(layers: np.ndarray, names: dict, side: str, side_sou
 
     layers = layers if layers.ndim == 4 else layers[None]
     x_sum, count = {}, {}
-    columns = np.arange(layers.shape[-1], dtype=np.float64)
+    width = layers.shape[-1]
+    columns = np.arange(width, dtype=np.float64)
+    # Voxels of each label value in each column, in one pass over the labelled voxels (value · width + column).
+    at = np.flatnonzero(layers)
+    value_column = layers.ravel()[at].astype(np.int64) * width + at % width
+    per_value_column = np.bincount(value_column, minlength=(max(names, default=0) + 1) * width)
     for value, name in names.items():
         muscle = canonical_muscle(name)
         if muscle is None:
             continue
-        per_column = np.count_nonzero(layers == value, axis=(0, 1, 2))  # voxels of this segment in each column
+        per_column = per_value_column[value * width:(value + 1) * width]  # voxels of this segment in each column
         x_sum[muscle] = x_sum.get(muscle, 0.0) + float(per_column @ columns)
         count[muscle] = count.get(muscle, 0) + int(per_column.sum())
     lateral_is_small_x = side == "right"

@@ -194,8 +194,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
     if found != LEG_VARIANTS.get(card["variant"], card["variant"]):
         raise InputError(f"model card {card_path.name} says variant {card['variant']} but the weights are "
                          f"{'of variant ' + found if found else 'of no known variant'}")
-    net = ICAMNet(card["variant"])
-    net.load_state_dict({k: v.float() for k, v in state.items()})
+    with torch.device("meta"):  # no random initial values to draw: every tensor is replaced by the file's
+        net = ICAMNet(card["variant"])
+    net.load_state_dict({k: v.float() for k, v in state.items()}, assign=True)
     return Model(net=net.to(device).eval(), card=card, path=card_path,
                  unfamiliar=unfamiliar if card.get("unfamiliar") else None)
 

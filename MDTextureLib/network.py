@@ -43,9 +43,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import resnet18
 
 from .constants import CLASSES, LEG_VARIANTS, VARIANTS, pooling_of
+from .resnet import ResNet18
 
 LAYER_CHANNELS = {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
 
@@ -58,7 +58,8 @@ EMPTY_MASK_WEIGHT = 1e-6
 
 
 class ICAMNet(nn.Module):
-    """ResNet18 trunk (torchvision's definition, same parameter names) + GAP + one linear layer over 1-2 stages."""
+    """ResNet18 trunk (``resnet.ResNet18``: torchvision's definition, names and seeded initialisation) + GAP + one
+    linear layer over 1-2 stages."""
 
     def __init__(self, variant: str = "icam28", num_classes: int = len(CLASSES)):
         super().__init__()
@@ -67,7 +68,7 @@ class ICAMNet(nn.Module):
         self.variant = variant
         self.stages = VARIANTS[variant]
         self.pooling = pooling_of(variant)
-        trunk = resnet18(weights=None)
+        trunk = ResNet18()
         # Keep torchvision's attribute names so ImageNet state dicts load key for key.
         self.conv1, self.bn1, self.relu, self.maxpool = trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool
         depth = max(int(s[-1]) for s in self.stages)

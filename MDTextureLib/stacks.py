@@ -118,18 +118,27 @@ def make_stacks(slices_model: torch.Tensor) -> torch.Tensor:
     return slices_model[idx]
 
 
-def maps_to_native(maps: torch.Tensor, geometry: StackGeometry) -> torch.Tensor:
+def maps_to_native(maps: torch.Tensor, geometry: StackGeometry, box_yx: tuple | None = None) -> torch.Tensor:
     """(Z, h, w) maps on the model window (any h, w covering it) → (Z, rows, cols) on the native grid.
 
     Bilinear; native pixels outside the model window get 0. With an Orientation in ``geometry`` the result is in the
-    input's own array order (and shape).
+    input's own array order (and shape). ``box_yx`` (row slice, column slice of the canonical slice): only the
+    pixels in it are sampled and the rest are 0 — each pixel is sampled on its own, so those in the box have the
+    values the whole slice would give them (a caller that keeps only the body computes only the body's box).
     """
     z = maps.shape[0]
     rows, cols = geometry.native_shape_yx
     theta = geometry.theta_model_from_native().to(maps.device)[None]
     grid = F.affine_grid(theta, [1, 1, rows, cols], align_corners=False)
-    native = F.grid_sample(maps[:, None].float(), grid.expand(z, -1, -1, -1), mode="bilinear",
-                           padding_mode="zeros", align_corners=False)[:, 0]
+    if box_yx is None:
+        native = F.grid_sample(maps[:, None].float(), grid.expand(z, -1, -1, -1), mode="bilinear",
+                               padding_mode="zeros", align_corners=False)[:, 0]
+    else:
+        part = grid[:, box_yx[0], box_yx[1]].contiguous()
+        native = torch.zeros((z, rows, cols), dtype=torch.float32, device=maps.device)
+        native[:, box_yx[0], box_yx[1]] = F.grid_sample(maps[:, None].float(), part.expand(z, -1, -1, -1),
+                                                        mode="bilinear", padding_mode="zeros",
+                                                        align_corners=False)[:, 0]
     if geometry.orientation is not None:
         native = torch.from_numpy(geometry.orientation.from_canonical(native.cpu().numpy()))
     return native

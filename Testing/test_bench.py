@@ -41,15 +41,22 @@ def test_bench_tiny_case():
 
 
 def test_whole_process_and_start_up_probes(tmp_path):
-    """One `mdtexture classify` in a fresh process takes at least its imports; the imports are timed apart."""
-    from MDTextureLib.bench_probes import classify_process_wall_s, startup_imports_s, write_case_files
+    """One `mdtexture classify` in a fresh process takes at least its imports; the imports are timed apart, and
+    the steps of a classify process add up to its wall time."""
+    from MDTextureLib.bench_probes import (PROCESS_STEPS, STARTUP_IMPORTS, classify_process_wall_s,
+                                           startup_breakdown_s, startup_imports_s, write_case_files)
 
     ff, seg = write_case_files(tmp_path / "case", n_slices=3, matrix=64)
     wall = classify_process_wall_s(ff, seg, tmp_path / "out", "fp32", report=False)
     imports = startup_imports_s()
     assert json.loads((tmp_path / "out" / "prediction.json").read_text())["precision"] == "fp32"
-    assert imports["torch_torchvision"] == pytest.approx(imports["torch"] + imports["torchvision"])
+    assert set(imports) == {"python_start", *STARTUP_IMPORTS} and "torchvision" not in imports
     assert 0 < imports["python_start"] < wall and imports["torch"] < wall
+    steps = startup_breakdown_s(ff, seg, tmp_path / "steps", "fp32")
+    assert tuple(steps["steps_s"]) == PROCESS_STEPS and all(t >= 0 for t in steps["steps_s"].values())
+    assert sum(steps["steps_s"].values()) == pytest.approx(steps["wall_s"])
+    assert (tmp_path / "steps" / "report.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "steps" / "without_report" / "prediction.json").read_text())["precision"] == "fp32"
 
 
 def test_training_throughput_prices_the_recipe():
