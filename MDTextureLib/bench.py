@@ -105,6 +105,7 @@ def run_bench(model=None, n_slices: int = 35, matrix: int = 256, repeats: int = 
     net = copy.deepcopy(model.net).eval().to(memory_format=torch.channels_last)
     folded = inference_net(model.net, "cpu")
     options = CaseOptions(device="cpu", batch_size=batch_size, report=False, precision=chosen)
+    with_fat_map = CaseOptions(device="cpu", batch_size=batch_size, report=False, precision=chosen, fat_map=True)
     dtypes = ("float32", "bfloat16")
     # A peak is the best the machine did: measured before and after the timed paths, so that a burst of load from
     # elsewhere on a shared host does not pass for the machine's peak.
@@ -116,6 +117,9 @@ def run_bench(model=None, n_slices: int = 35, matrix: int = 256, repeats: int = 
 
         def end_to_end():
             write_case(analyse_case(inputs, model, options), tmp / "out", options, overwrite=True)
+
+        def end_to_end_fat_map():
+            write_case(analyse_case(inputs, model, with_fat_map), tmp / "out_fat", with_fat_map, overwrite=True)
 
         series = load_dixon(ff=ff_path)
         stacks, _ = model_inputs(series, model)  # exactly what classify_volume feeds the network
@@ -140,7 +144,7 @@ def run_bench(model=None, n_slices: int = 35, matrix: int = 256, repeats: int = 
         paths = {"end_to_end": end_to_end,
                  "fp32": bare_forward(net, "fp32"), "bf16": bare_forward(net, "bf16"),
                  "fp32_folded": bare_forward(folded, "fp32"), "bf16_folded": bare_forward(folded, "bf16"),
-                 "gradcam": gradcam_per_slice}
+                 "gradcam": gradcam_per_slice, "end_to_end_fat_map": end_to_end_fat_map}
         for fn in paths.values():
             fn()  # warm-up: first-call allocations, lazy imports, kernel selection
         # Interleaved rounds, so that a machine whose speed drifts (shared hosts do) slows every path alike.
@@ -170,6 +174,9 @@ def run_bench(model=None, n_slices: int = 35, matrix: int = 256, repeats: int = 
         "bare_forward_fp32_s": t["fp32"], "bare_forward_bf16_s": t["bf16"],
         "bare_forward_folded_fp32_s": t["fp32_folded"], "bare_forward_folded_bf16_s": t["bf16_folded"],
         "gradcam_per_slice_s": t_gc,
+        # --fat-map: the same case with the fat attribution of every class (one backward pass per class) written too
+        "end_to_end_fat_map_s": t["end_to_end_fat_map"],
+        "fat_map_over_end_to_end": t["end_to_end_fat_map"] / t_e2e,
         "end_to_end_over_forward": t_e2e / t_fwd,
         "end_to_end_over_fp32_floor": t_e2e / t["fp32"],
         "bf16_floor_speedup": t["fp32"] / t["bf16"],
@@ -273,6 +280,8 @@ def format_report(r: dict) -> str:
         f"  Grad-CAM slice by slice (pytorch-grad-cam, float32):     {r['gradcam_per_slice_s']:.3f} s "
         f"({r['gradcam_per_slice_ms']:.0f} ms/slice)  → end to end is {r['gradcam_over_end_to_end']:.1f}× faster "
         f"{_target(r['gradcam_over_end_to_end'], 'gradcam_over_end_to_end', below=False)}",
+        f"  end to end with --fat-map (fat attribution of every class): {r['end_to_end_fat_map_s']:.3f} s "
+        f"({r['fat_map_over_end_to_end']:.1f}× end to end)",
         f"  matmul peaks: float32 {r['matmul_peak_gflops_per_s']:.1f} GFLOP/s, bfloat16 "
         f"{r['matmul_peak_bf16_gflops_per_s']:.1f} GFLOP/s ({r['matmul_bf16_over_fp32']:.2f}×)",
         f"  forward: {r['forward_gflop']:.1f} GFLOP at {r['forward_gflops_per_s']:.1f} GFLOP/s in {p} = "

@@ -23,6 +23,7 @@ def test_bench_tiny_case():
     assert r["end_to_end_over_forward"] == pytest.approx(r["end_to_end_s"] / r["bare_forward_s"])
     assert r["end_to_end_over_fp32_floor"] == pytest.approx(r["end_to_end_s"] / r["bare_forward_fp32_s"])
     assert r["gradcam_over_end_to_end"] == pytest.approx(r["gradcam_per_slice_s"] / r["end_to_end_s"])
+    assert r["fat_map_over_end_to_end"] == pytest.approx(r["end_to_end_fat_map_s"] / r["end_to_end_s"])
     assert r["bf16_floor_speedup"] == pytest.approx(r["bare_forward_fp32_s"] / r["bare_forward_bf16_s"])
     # the chosen precision's floor is the folded network in that precision, the one classify runs
     assert r["bare_forward_s"] == r[f"bare_forward_folded_{precision}_s"]
@@ -94,5 +95,6 @@ def _report_stub() -> dict:
             "end_to_end_over_forward": 1.0, "bare_forward_fp32_s": 1.0, "end_to_end_over_fp32_floor": 1.0,
             "bare_forward_bf16_s": 1.0, "bf16_floor_speedup": 1.0, "bare_forward_folded_fp32_s": 1.0,
             "bare_forward_folded_bf16_s": 1.0, "gradcam_per_slice_s": 1.0, "gradcam_per_slice_ms": 1.0,
-            "gradcam_over_end_to_end": 1.0, "matmul_peak_gflops_per_s": 1.0, "matmul_peak_bf16_gflops_per_s": 1.0,
+            "gradcam_over_end_to_end": 1.0, "end_to_end_fat_map_s": 1.0, "fat_map_over_end_to_end": 1.0,
+            "matmul_peak_gflops_per_s": 1.0, "matmul_peak_bf16_gflops_per_s": 1.0,
             "matmul_bf16_over_fp32": 1.0, "forward_gflop": 1.0, "forward_gflops_per_s": 1.0}

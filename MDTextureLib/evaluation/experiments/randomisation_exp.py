@@ -36,11 +36,16 @@ def run_randomisation(ctx: Context, out: Path) -> dict:
     def grad(method):
         return lambda net, x, cl: maps.gradient_maps(net, x, cl, (method,), masks=masks)[method].numpy()
 
-    functions = {"icam": own, **{m: grad(m) for m in maps.GRADIENT_METHODS}}
     results = {}
     chosen = [v for v in s.networks if v in RANDOMISATION_VARIANTS or v.endswith("-leg")]
     for variant in chosen or list(s.networks[:1]):
-        net = ctx.model(variant, 0).net
+        model = ctx.model(variant, 0)
+        net = model.net
+
+        def fat(net, x, cl, normalisation=model.normalisation):
+            return maps.fat_maps(net, x, cl, normalisation, masks=masks).numpy()
+
+        functions = {"icam": own, **{m: grad(m) for m in maps.GRADIENT_METHODS}, "fat": fat}
         results[variant] = randomisation.cascading_randomisation(net, stacks, classes, functions,
                                                                  depth=s.randomisation_depth, seed=s.seed + 1000)
     lines = md_header(ctx, "Model-parameter randomisation (Adebayo et al. 2018), cascading")
