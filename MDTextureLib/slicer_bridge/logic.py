@@ -21,8 +21,8 @@ from ..errors import InputError
 from ..io import DixonSeries, normalise_ff
 from ..modelcard import default_model_path, read_card
 from .case_files import load_case_files, load_study_folder
-from .display import LAYOUT_FOUR_UP_PLOT_TABLE, OVERLAY_TITLES, heatmap_node, set_foreground_opacity, show_color_legend, \
-    show_in_slice_views, style_heatmap
+from .display import LAYOUT_FOUR_UP_PLOT_TABLE, OVERLAY_TITLES, heatmap_node, set_foreground_opacity, \
+    show_color_legend, show_in_slice_views, style_heatmap
 from .inputs import guess_dixon_inputs
 from .job import ClassifyJob, ClassifyOutcome
 from .parameters import OVERLAYS, MDTextureParameters, parameter_node
@@ -335,7 +335,8 @@ class MDTextureLogic:
         if not folder:
             folder = sh.CreateFolderItem(parent, name)
             sh.SetItemAttribute(folder, OUTPUT_FOLDER_ATTRIBUTE, p.ff.GetID())
-        outputs = [p.heatmap(c) for c in CLASSES] + [p.fatHeatmap(c) for c in CLASSES] + [p.probabilityTable, p.probabilityChart, p.scoreTable]
+        outputs = [p.heatmap(c) for c in CLASSES] + [p.fatHeatmap(c) for c in CLASSES]
+        outputs += [p.probabilityTable, p.probabilityChart, p.scoreTable]
         if p.ff.GetAttribute("MDTexture.derivedFrom"):
             outputs.append(p.ff)
         for node in outputs:
