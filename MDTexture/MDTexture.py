@@ -72,6 +72,8 @@ def _showError(message: str, exc: Exception) -> None:
 
 HOMEPAGE = "https://github.com/MDTexture/SlicerMDTexture"
 POLL_INTERVAL_MS = 250
+#: The overlay choices in the order of the panel's "Map:" combo box (parameter Overlay).
+OVERLAYS = ("icam", "fat")
 
 
 # -------------------------------------------------------------------------------------------------------------------
@@ -88,8 +90,10 @@ class MDTexture(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Classifies a lower-leg Dixon MRI series as DMD, CMD or normal with an ICAM-ResNet18, shows where the "
             "network looked (class heatmaps over the fat-fraction or water image) and scores each calf muscle: "
-            "the fraction of the slices containing it that the heatmap highlights. Research use only; not a "
-            "medical device.") + "<p>" + _("Documentation: {link}").format(
+            "the fraction of the slices containing it that the heatmap highlights. Optionally it also computes a fat "
+            "attribution map (which fat in each slice moved the network towards the class), shown instead of the "
+            "ICAM heatmap on request; the texture scores always come from the ICAM heatmap. Research use only; not "
+            "a medical device.") + "<p>" + _("Documentation: {link}").format(
                 link=f'<a href="{HOMEPAGE}#readme">{HOMEPAGE}</a>') + "</p>"
         self.parent.acknowledgementText = _(
             "Method: Cai et al., Texture analysis for muscular dystrophy classification in MRI with improved "
@@ -235,6 +239,7 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                          self.ui.segmentationSelector, self.ui.scoreTableSelector):
             selector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
+        self.ui.fatMapCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
         for combo in (self.ui.deviceComboBox, self.ui.targetClassComboBox):
             combo.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
         for slider in (self.ui.thresholdSlider, self.ui.minOverlapSlider):
@@ -242,6 +247,7 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.minAreaSpinBox.connect("valueChanged(double)", self.updateParameterNodeFromGUI)
         self.ui.viewClassComboBox.connect("currentIndexChanged(int)", self.onViewChanged)
         self.ui.backgroundComboBox.connect("currentIndexChanged(int)", self.onViewChanged)
+        self.ui.overlayComboBox.connect("currentIndexChanged(int)", self.onViewChanged)
         self.ui.opacitySlider.connect("valueChanged(double)", self.onOpacityChanged)
 
         self.ui.loadPhantomButton.connect("clicked(bool)", self.onLoadPhantom)
@@ -317,6 +323,8 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             _selectText(self.ui.targetClassComboBox, p.targetClass)
             _selectText(self.ui.viewClassComboBox, p.viewClass)
             _selectText(self.ui.backgroundComboBox, p.background)
+            self.ui.fatMapCheckBox.checked = p.fatMap
+            self.ui.overlayComboBox.currentIndex = OVERLAYS.index(p.overlay) if p.overlay in OVERLAYS else 0
             self.ui.opacitySlider.value = p.opacity
             self.ui.thresholdSlider.value = p.threshold
             self.ui.minOverlapSlider.value = p.minOverlap
@@ -347,6 +355,7 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p.modelPath = self.ui.modelPathLineEdit.currentPath
             p.device = self.ui.deviceComboBox.currentText
             p.targetClass = self.ui.targetClassComboBox.currentText
+            p.fatMap = self.ui.fatMapCheckBox.checked
             p.threshold = self.ui.thresholdSlider.value
             p.minOverlap = self.ui.minOverlapSlider.value
             p.minAreaMm2 = self.ui.minAreaSpinBox.value
@@ -367,6 +376,9 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.showChartButton.enabled = p is not None and p.probabilityChart is not None
         self.ui.createSegmentsButton.enabled = p is not None and (p.ff is not None or p.water is not None)
         self.ui.computeScoresButton.enabled = haveHeatmap and p.segmentation is not None
+        # the fat attribution can be chosen only when the last Classify computed it
+        self.ui.overlayComboBox.enabled = p is not None and p.viewClass in CLASSES and \
+            p.fatHeatmap(p.viewClass) is not None
         self.ui.exportButton.enabled = p is not None and p.scoreTable is not None
 
     def addLog(self, text):
@@ -492,8 +504,12 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         viewClass = self.ui.viewClassComboBox.currentText
         if p.heatmap(viewClass) is None:
             return
-        with slicer.util.tryWithErrorDisplay(_("Cannot show the heatmap."), waitCursor=False):
-            self.logic.showHeatmap(p, viewClass)
+        overlay = OVERLAYS[max(0, self.ui.overlayComboBox.currentIndex)]
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Cannot show the heatmap."), waitCursor=False):
+                self.logic.showHeatmap(p, viewClass, overlay)
+        finally:
+            self.updateGUIFromParameterNode()  # a refused choice goes back to what is shown
 
     def onOpacityChanged(self, value):
         if self._parameters is None or self._updatingGUI:
@@ -597,6 +613,7 @@ class MDTextureTest(ScriptedLoadableModuleTest):
         model = build_model("icam28", seed=0)
         logic.setModel(model)
         p.device = "cpu"
+        p.fatMap = True
         job = logic.startClassify(p)
         self.assertEqual(job.wait(timeout_s=600), slicer_bridge.job.FINISHED, job.log_text())
         self.assertEqual((job.done, job.total), (6, 6))
@@ -608,7 +625,7 @@ class MDTextureTest(ScriptedLoadableModuleTest):
         # the phantom's water and fat as well: with them the body mask (hence the window) comes from their magnitude
         series = series_from_arrays(grid, ff=scan.ff.astype(np.float32), water=scan.water.astype(np.float32),
                                     fat=scan.fat.astype(np.float32))
-        reference = classify_volume(series, model, device="cpu")
+        reference = classify_volume(series, model, device="cpu", fat_map=True)
         np.testing.assert_allclose(result.probabilities, reference.probabilities, atol=1e-5)
         ffMatrix = slicer_bridge.ijk_to_ras(p.ff)
         for c in CLASSES:
@@ -616,6 +633,10 @@ class MDTextureTest(ScriptedLoadableModuleTest):
             self.assertEqual(heat.GetName(), f"{p.ff.GetName()} ICAM {c}")
             np.testing.assert_array_equal(slicer_bridge.ijk_to_ras(heat), ffMatrix)
             np.testing.assert_allclose(slicer.util.arrayFromVolume(heat), reference.heatmap_for(c), atol=1e-4)
+            fat = p.fatHeatmap(c)
+            np.testing.assert_array_equal(slicer_bridge.ijk_to_ras(fat), ffMatrix)
+            np.testing.assert_allclose(slicer.util.arrayFromVolume(fat), reference.fat_heatmap_for(c), atol=1e-4)
+        logic.showHeatmap(p, overlay="fat")  # shown instead of the ICAM; the scores below still use the ICAM
 
         self.delayDisplay("Scoring the muscles")
         p.threshold = 0.4

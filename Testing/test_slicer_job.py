@@ -104,3 +104,25 @@ def _alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_job_returns_the_fat_attribution_only_when_asked(series, model_files):
+    from MDTextureLib.modelfile import load_model
+
+    asked = jobs.ClassifyJob.start(series, str(model_files), device="cpu", batch_size=2, fat_map=True)
+    plain = jobs.ClassifyJob.start(series, str(model_files), device="cpu", batch_size=2)
+    for job in (asked, plain):
+        _poll_until_done(job)
+        assert job.state == jobs.FINISHED, job.log_text()
+    with_fat, without = asked.outcome(), plain.outcome()
+    ref = classify_volume(series, load_model(model_files), device="cpu", batch_size=2, fat_map=True)
+    for c in ("DMD", "CMD", "normal"):
+        fat = with_fat.fat_heatmap_for(c)
+        assert fat.shape == GRID.shape_zyx and fat.dtype == np.float32 and fat.max() > 0
+        np.testing.assert_allclose(fat, ref.fat_heatmap_for(c), atol=1e-4)
+        np.testing.assert_allclose(with_fat.heatmap_for(c), ref.heatmap_for(c), atol=1e-4)  # the ICAM unchanged
+    assert without.fat_heatmaps is None
+    with pytest.raises(InputError, match="no fat attribution"):
+        without.fat_heatmap_for("DMD")
+    asked.cleanup()
+    plain.cleanup()

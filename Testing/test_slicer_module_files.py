@@ -53,14 +53,14 @@ def test_every_ui_name_used_in_code_exists_and_the_reverse():
     assert not unused, f"widgets in the .ui that MDTexture.py never uses: {unused}"
     captions = {w.get("name"): w.findtext("property/string") for w in tree.iter("widget")
                 if w.get("name").endswith("Caption")}
-    assert all(widgets[n] == "QLabel" for n in captions) and len(captions) == 14
+    assert all(widgets[n] == "QLabel" for n in captions) and len(captions) == 15
     assert all(text and text.endswith(":") for text in captions.values()), captions
 
 
 def test_ui_custom_widgets_declared_and_scene_connected():
     widgets, tree = _ui_widgets()
     declared = {c.findtext("class") for c in tree.iter("customwidget")}
-    standard = {"QLabel", "QPushButton", "QComboBox", "QProgressBar", "QDoubleSpinBox", "QPlainTextEdit"}
+    standard = {"QLabel", "QPushButton", "QComboBox", "QProgressBar", "QDoubleSpinBox", "QPlainTextEdit", "QCheckBox"}
     for name, cls in widgets.items():
         assert cls in declared or cls in standard, f"{name}: class {cls} is neither Qt nor declared"
     mrml = {n for n, cls in widgets.items() if cls.startswith("qMRML") and n != "MDTexture"}
@@ -81,6 +81,10 @@ def test_ui_custom_widgets_declared_and_scene_connected():
     assert items["targetClassComboBox"] == ["auto", "DMD", "CMD", "normal"]
     assert items["viewClassComboBox"] == ["DMD", "CMD", "normal"]
     assert items["backgroundComboBox"] == ["FF", "Water"]
+    # The overlay's items are words for people; the Widget maps them by position onto the parameter's values.
+    from MDTextureLib.slicer_bridge.parameters import OVERLAYS
+
+    assert items["overlayComboBox"] == ["ICAM", "Fat attribution"] and OVERLAYS == ("icam", "fat")
 
 
 # ---------------------------------------------------------------------------------------------------------------

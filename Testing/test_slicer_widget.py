@@ -166,6 +166,52 @@ def test_classify_in_a_separate_process_then_scores_and_export(panel, untrained,
     assert (tmp_path / "scores.csv").read_text().count("\n") == 8
 
 
+def test_fat_attribution_checkbox_and_overlay_choice(panel, untrained):
+    """The checkbox reaches the child process (fat maps on the FF grid with the engine's values); the overlay choice
+    shows the fat map in the slice views and leaves the score table as the ICAM made it."""
+    w, scene = panel.widget, panel.scene
+    p = w.logic.getParameterNode()
+    assert w.ui.fatMapCheckBox.checked is False and p.fatMap is False
+    from MDTextureLib.slicer_bridge.parameters import OVERLAYS
+
+    assert panel.module.OVERLAYS == OVERLAYS  # the combo's positions are the parameter's values
+    w.ui.loadPhantomButton.click()
+    w.logic.setModel(untrained)
+    p.device = "cpu"
+    w.ui.fatMapCheckBox.click()
+    assert p.fatMap is True
+    p.fatMap = False  # parameter node -> GUI
+    assert w.ui.fatMapCheckBox.checked is False
+    w.ui.fatMapCheckBox.click()
+    assert w.ui.overlayComboBox.enabled is False  # nothing to choose before a fat map exists
+    w.ui.classifyButton.click()
+    run_event_loop(w, lambda: w._job is None)
+    assert [k for k, _t in panel.app.dialogs if k == "error"] == []
+    from MDTextureLib.inference import classify_volume
+    from MDTextureLib.slicer_bridge.volumes import ijk_to_ras, series_from_nodes
+
+    ref = classify_volume(series_from_nodes(water=p.water, fat=p.fat, ff=p.ff, ff_unit=p.ffUnit), untrained,
+                          device="cpu", fat_map=True)
+    for c in ("DMD", "CMD", "normal"):
+        fat = p.fatHeatmap(c)
+        np.testing.assert_array_equal(ijk_to_ras(fat), ijk_to_ras(p.ff))
+        np.testing.assert_allclose(slicer.util.arrayFromVolume(fat), ref.fat_heatmap_for(c), atol=1e-4)
+    w.ui.computeScoresButton.click()
+    icam_rows = w.logic.computeScores(p)
+    assert w.ui.overlayComboBox.enabled is True and w.ui.overlayComboBox.currentText == "ICAM"
+    w.ui.overlayComboBox.currentIndex = w.ui.overlayComboBox.findText("Fat attribution")
+    assert p.overlay == "fat"
+    composites = [scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode")
+                  for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode"))]
+    assert composites and all(c.GetForegroundVolumeID() == p.fatHeatmap(p.viewClass).GetID() for c in composites)
+    w.ui.computeScoresButton.click()
+    assert w.logic.computeScores(p) == icam_rows
+    assert p.scoreTable.GetAttribute("MDTexture.heatmap") == p.heatmap(p.viewClass).GetName()
+    w.ui.overlayComboBox.currentIndex = 0
+    assert p.overlay == "icam"
+    assert all(c.GetForegroundVolumeID() == p.heatmap(p.viewClass).GetID() for c in composites)
+
+
 def test_a_missing_model_file_is_said_before_any_process_starts(panel, tmp_path):
     w, scene = panel.widget, panel.scene
     w.ui.loadPhantomButton.click()

@@ -169,6 +169,7 @@ def test_3_classify_shows_the_engines_verdict(page, engine_answer):  # noqa: F81
     for c, p in expected["probabilities"].items():
         assert f"{c} {100 * p:.1f} %" in shown
     assert page.locator("#chart polyline").count() == 3
+    assert page.locator("#overlay-fat").is_disabled()  # the fat attribution map was not ticked: nothing to show
 
 
 def test_4_overlay_pixels_follow_the_opacity(page):

@@ -19,7 +19,7 @@ from trame.app import get_server
 from MDTextureLib.constants import CLASSES, MUSCLES
 from MDTextureLib.errors import InputError
 from MDTextureLib.io import load_dixon
-from MDTextureLib.slicer_bridge.volumes import nodes_of_class
+from MDTextureLib.slicer_bridge.volumes import array_of_volume, nodes_of_class
 from MDTextureLib.web.serve import build_app
 
 from web_fixtures import data_root, engine_answer  # noqa: F401  (pytest fixtures)
@@ -45,10 +45,12 @@ def voxels(session):
 
 @pytest.fixture(scope="module")
 def classified(data_root):  # noqa: F811
-    """The phantom case opened from its files, classified and scored, as the page does it."""
+    """The phantom case opened from its files, classified (with the fat attribution map ticked) and scored, as the
+    page does it."""
     session = new_session(data_root)
     case = data_root / "case"
     session.open_files(ff=str(case / "ff.nrrd"), segmentation=str(case / "muscles.seg.nrrd"))
+    session.state.fat_map = True
     run_classification(session)
     assert session.state.error == ""
     session.compute_scores()
@@ -82,6 +84,34 @@ def test_heatmap_class_opacity_and_legend_reach_the_slice_view_nodes(classified)
     classified.show_class(classified.p.verdict)
 
 
+def test_fat_overlay_equals_the_engine_and_leaves_the_scores_alone(classified, engine_answer):  # noqa: F811
+    from MDTextureLib.inference import classify_volume
+    from MDTextureLib.modelcard import default_model_path
+    from MDTextureLib.modelfile import load_model
+    from MDTextureLib.slicer_bridge.volumes import ijk_to_ras, series_from_nodes
+
+    p, state = classified.p, classified.state
+    assert state.has_fat_map and state.overlay == "icam"
+    ref = classify_volume(series_from_nodes(ff=p.ff, ff_unit=p.ffUnit), load_model(default_model_path()),
+                          fat_map=True)
+    for c in CLASSES:
+        fat = p.fatHeatmap(c)
+        np.testing.assert_array_equal(ijk_to_ras(fat), ijk_to_ras(p.ff))
+        np.testing.assert_allclose(array_of_volume(fat), ref.fat_heatmap_for(c), atol=1e-4)
+    before = classified.scores_csv()
+    classified.set_overlay("fat")
+    composites = nodes_of_class(classified.views.scene, "vtkMRMLSliceCompositeNode")
+    assert all(c.GetForegroundVolumeID() == p.fatHeatmap(p.viewClass).GetID() for c in composites)
+    assert state.overlay == "fat" and f"fat attribution {p.viewClass}" in state.legend_html
+    classified.compute_scores()
+    assert classified.scores_csv() == before == engine_answer["csv"]
+    classified.guarded(classified.set_overlay, "gradcam")
+    assert "unknown overlay" in state.error and state.overlay == "fat"
+    classified.set_overlay("icam")
+    assert all(c.GetForegroundVolumeID() == p.heatmap(p.viewClass).GetID() for c in composites)
+    assert state.overlay == "icam" and f"ICAM {p.viewClass}" in state.legend_html
+
+
 def test_export_folder_is_whole_on_the_ff_grid_and_never_replaces(classified, engine_answer, data_root):  # noqa: F811
     classified.export_folder("exported")
     out = data_root / "exported"
@@ -91,6 +121,9 @@ def test_export_folder_is_whole_on_the_ff_grid_and_never_replaces(classified, en
         assert heat.GetSize() == ff.GetSize() and heat.GetSpacing() == pytest.approx(ff.GetSpacing())
         assert heat.GetOrigin() == pytest.approx(ff.GetOrigin())
         assert heat.GetDirection() == pytest.approx(ff.GetDirection())
+        fat = sitk.ReadImage(str(out / f"fat_map_{c}.nrrd"))  # the fat attribution was ticked: exported too
+        assert fat.GetSize() == ff.GetSize() and fat.GetOrigin() == pytest.approx(ff.GetOrigin())
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(fat), array_of_volume(classified.p.fatHeatmap(c)))
     assert (out / "texture_scores.csv").read_text(encoding="utf-8") == engine_answer["csv"]
     classified.guarded(classified.export_folder, "exported")
     assert "exists" in classified.state.error or "overwrite" in classified.state.error

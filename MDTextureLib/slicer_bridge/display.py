@@ -36,8 +36,18 @@ _INFERNO_ANCHORS = (
 LAYOUT_FOUR_UP_PLOT_TABLE = 38
 
 
-def heatmap_name(ff_node, class_name: str) -> str:
-    return f"{ff_node.GetName()} ICAM {class_name}"
+#: How each overlay is named in node names and legend titles.
+OVERLAY_TITLES = {"icam": "ICAM", "fat": "fat attribution"}
+
+_METHODS = {
+    "icam": "ICAM (Cai et al. Eq. 2), ReLU, scaled to [0, 1] by its volume maximum",
+    "fat": "fat attribution (gradient of the class logit x the slice's fat against a fat-free slice), ReLU, "
+           "scaled to [0, 1] like the ICAM heatmap; not used for the texture scores",
+}
+
+
+def heatmap_name(ff_node, class_name: str, overlay: str = "icam") -> str:
+    return f"{ff_node.GetName()} {OVERLAY_TITLES[overlay]} {class_name}"
 
 
 def inferno_rgb(n: int = 256) -> np.ndarray:
@@ -84,17 +94,19 @@ def style_heatmap(scene, heat_node, floor: float = DEFAULT_DISPLAY_FLOOR) -> Non
 
 
 def heatmap_node(scene, ff_node, heatmap_zyx: np.ndarray, class_name: str, node=None, floor=DEFAULT_DISPLAY_FLOOR,
-                 model_name: str = "", model_sha256: str = ""):
-    """The ICAM heatmap of ``class_name`` as a volume with exactly the FF volume's geometry."""
+                 model_name: str = "", model_sha256: str = "", overlay: str = "icam"):
+    """The ICAM heatmap (``overlay`` "icam") or fat attribution ("fat") of ``class_name`` as a volume with exactly
+    the FF volume's geometry."""
     grid = grid_of_volume(ff_node)
     if tuple(heatmap_zyx.shape) != grid.shape_zyx:
         raise InputError(f"heatmap shape {heatmap_zyx.shape} differs from the FF volume {grid.shape_zyx}")
-    node = set_volume_array(scene, node, heatmap_zyx.astype(np.float32), ff_node, heatmap_name(ff_node, class_name))
+    node = set_volume_array(scene, node, heatmap_zyx.astype(np.float32), ff_node,
+                            heatmap_name(ff_node, class_name, overlay))
     node.SetAttribute(ATTRIBUTE_PREFIX + "class", class_name)
     node.SetAttribute(ATTRIBUTE_PREFIX + "model", model_name)
     node.SetAttribute(ATTRIBUTE_PREFIX + "modelSha256", model_sha256)
-    node.SetAttribute(ATTRIBUTE_PREFIX + "method", "ICAM (Cai et al. Eq. 2), ReLU, scaled to [0, 1] by its volume "
-                                                  "maximum")
+    node.SetAttribute(ATTRIBUTE_PREFIX + "overlay", overlay)
+    node.SetAttribute(ATTRIBUTE_PREFIX + "method", _METHODS[overlay])
     style_heatmap(scene, node, floor)
     return node
 

@@ -41,9 +41,15 @@ class ClassifyOutcome:
     warnings: list = field(default_factory=list)
     legs: list = field(default_factory=list)  # [{side, side_from, verdict, probabilities, target_class}]
     leg_owner: np.ndarray | None = None  # (z, y, x) uint8: which leg (1, 2) owns a voxel; None with one leg
+    fat_heatmaps: dict | None = None  # {class: (z, y, x)} fat attribution; None when the job did not compute it
 
     def heatmap_for(self, class_name: str) -> np.ndarray:
         return self.heatmaps[class_name]
+
+    def fat_heatmap_for(self, class_name: str) -> np.ndarray:
+        if self.fat_heatmaps is None:
+            raise InputError("no fat attribution was computed (classify with the fat attribution map on)")
+        return self.fat_heatmaps[class_name]
 
 
 def python_executable() -> str:
@@ -67,12 +73,12 @@ class ClassifyJob:
     @classmethod
     def start(cls, series: DixonSeries, model_path: str | None = None, device: str = "auto",
               precision: str = "auto", target_class: str | None = None, batch_size: int = 16, python: str | None = None,
-              model=None, env: dict | None = None) -> "ClassifyJob":
+              model=None, env: dict | None = None, fat_map: bool = False) -> "ClassifyJob":
         """Write the FF (as a fraction, on its grid) and the job description to a new temporary folder; start.
 
         The model is a card path, or an engine ``Model`` (``model=``, e.g. an untrained one in a self-test), which
         is saved into the job folder for the child to load. ``env``: the child's environment (default: this
-        process's)."""
+        process's). ``fat_map``: the child also computes the fat attribution of every class."""
         folder = Path(tempfile.mkdtemp(prefix="MDTexture-classify-"))
         try:
             if model is not None:
@@ -82,7 +88,8 @@ class ClassifyJob:
                 _weights, model_path = save_model(Model(net=model.net, card=dict(model.card)), folder / "model")
             write_image(series.ff.astype(np.float32), series.grid, folder / "ff.nrrd")
             spec = {"ff": "ff.nrrd", "model": str(Path(model_path).resolve()), "device": device,
-                    "precision": precision, "target_class": target_class, "batch_size": int(batch_size)}
+                    "precision": precision, "target_class": target_class, "batch_size": int(batch_size),
+                    "fat_map": bool(fat_map)}
             if series.water is not None and series.fat is not None:
                 # the child's body mask (window centres, legs) must come from the same magnitude as this side's
                 write_image(np.asarray(series.water, np.float32), series.grid, folder / "water.nrrd")
@@ -168,12 +175,15 @@ class ClassifyJob:
             raise InputError(f"the classification process returned classes {fields.get('classes')}")
         with np.load(self.folder / worker.RESULT_ARRAYS) as arrays:
             heatmaps = {c: np.array(arrays["heatmaps"][i]) for i, c in enumerate(CLASSES)}
+            fat_heatmaps = ({c: np.array(arrays["fat_heatmaps"][i]) for i, c in enumerate(CLASSES)}
+                            if "fat_heatmaps" in arrays.files else None)
             return ClassifyOutcome(probabilities=np.array(arrays["probabilities"]),
                                    slice_probabilities=np.array(arrays["slice_probabilities"]), heatmaps=heatmaps,
                                    verdict=fields["verdict"], target_class=fields["target_class"],
                                    model_name=fields["model_name"], model_sha256=fields["model_sha256"],
                                    warnings=list(fields.get("warnings", [])), legs=list(fields.get("legs", [])),
-                                   leg_owner=np.array(arrays["leg_owner"]) if "leg_owner" in arrays.files else None)
+                                   leg_owner=np.array(arrays["leg_owner"]) if "leg_owner" in arrays.files else None,
+                                   fat_heatmaps=fat_heatmaps)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

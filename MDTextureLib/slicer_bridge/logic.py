@@ -21,11 +21,11 @@ from ..errors import InputError
 from ..io import DixonSeries, normalise_ff
 from ..modelcard import default_model_path, read_card
 from .case_files import load_case_files, load_study_folder
-from .display import LAYOUT_FOUR_UP_PLOT_TABLE, heatmap_node, set_foreground_opacity, show_color_legend, \
-    show_in_slice_views, style_heatmap
+from .display import LAYOUT_FOUR_UP_PLOT_TABLE, OVERLAY_TITLES, heatmap_node, set_foreground_opacity, \
+    show_color_legend, show_in_slice_views, style_heatmap
 from .inputs import guess_dixon_inputs
 from .job import ClassifyJob, ClassifyOutcome
-from .parameters import MDTextureParameters, parameter_node
+from .parameters import OVERLAYS, MDTextureParameters, parameter_node
 from .phantom_scene import load_phantom
 from .segments import create_muscle_segments, score_segments, segment_masks
 from .tables import export_table, fill_score_table, probability_chart, probability_table
@@ -171,7 +171,7 @@ class MDTextureLogic:
             target = None if p.targetClass in ("", "auto") else p.targetClass
             result = classify_volume(series, model, device=p.device or "auto", precision=p.precision or "auto",
                                      target_class=target, batch_size=max(1, p.batchSize), progress=progress,
-                                     cancel=cancel)
+                                     cancel=cancel, fat_map=p.fatMap)
         except BaseException:
             if not had_ff:
                 self._forgetDerivedFF(p, ff_id)
@@ -200,7 +200,7 @@ class MDTextureLogic:
             target = None if p.targetClass in ("", "auto") else p.targetClass
             job = ClassifyJob.start(series, model_path, device=p.device or "auto", precision=p.precision or "auto",
                                     target_class=target, batch_size=max(1, p.batchSize), python=python, model=given,
-                                    env=_startup_environment())
+                                    env=_startup_environment(), fat_map=p.fatMap)
         except BaseException:
             if not had_ff:
                 self._forgetDerivedFF(p, ff_id)
@@ -256,6 +256,7 @@ class MDTextureLogic:
                                 floor=p.displayFloor, model_name=result.model_name,
                                 model_sha256=result.model_sha256)
             p.setHeatmap(c, node)
+        self._applyFatMaps(p, ff_node, result)
         p.verdict = result.verdict
         p.probabilities = json.dumps({c: round(float(x), 6) for c, x in zip(CLASSES, result.probabilities)})
         p.modelName = result.model_name
@@ -270,6 +271,23 @@ class MDTextureLogic:
         for note in result.warnings:
             self.log(note)
         return result
+
+    def _applyFatMaps(self, p: MDTextureParameters, ff_node, result) -> None:
+        """The fat attribution volumes when the result has them; otherwise an earlier Classify's are removed (they
+        belong to another run) and the overlay goes back to the ICAM."""
+        computed = (result.fat_heatmaps if isinstance(result, ClassifyOutcome) else result.fat_maps) is not None
+        for c in CLASSES:
+            if computed:
+                node = heatmap_node(self.scene, ff_node, result.fat_heatmap_for(c), c, node=p.fatHeatmap(c),
+                                    floor=p.displayFloor, model_name=result.model_name,
+                                    model_sha256=result.model_sha256, overlay="fat")
+                p.setFatHeatmap(c, node)
+            elif p.fatHeatmap(c) is not None:
+                self._removeNode(p.fatHeatmap(c))
+                p.setFatHeatmap(c, None)
+        if not computed and p.overlay == "fat":
+            p.overlay = "icam"
+            self.log("No fat attribution was computed in this run: showing the ICAM heatmap")
 
     def _applyLegs(self, p: MDTextureParameters, ff_node, result) -> None:
         """Each leg's verdict (parameter Legs) and, with two legs, which leg owns each voxel (a labelmap)."""
@@ -317,7 +335,8 @@ class MDTextureLogic:
         if not folder:
             folder = sh.CreateFolderItem(parent, name)
             sh.SetItemAttribute(folder, OUTPUT_FOLDER_ATTRIBUTE, p.ff.GetID())
-        outputs = [p.heatmap(c) for c in CLASSES] + [p.probabilityTable, p.probabilityChart, p.scoreTable]
+        outputs = [p.heatmap(c) for c in CLASSES] + [p.fatHeatmap(c) for c in CLASSES]
+        outputs += [p.probabilityTable, p.probabilityChart, p.scoreTable]
         if p.ff.GetAttribute("MDTexture.derivedFrom"):
             outputs.append(p.ff)
         for node in outputs:
@@ -332,33 +351,57 @@ class MDTextureLogic:
 
     # -- display -------------------------------------------------------------------------------------------------
     def currentHeatmap(self, p: Optional[MDTextureParameters] = None):
+        """The ICAM heatmap of ViewClass: the one the texture scores use, whatever overlay is shown."""
         p = p or self.getParameterNode()
         return p.heatmap(p.viewClass) if p.viewClass in CLASSES else None
+
+    def currentOverlay(self, p: Optional[MDTextureParameters] = None):
+        """The volume shown over the image: the ICAM heatmap of ViewClass, or its fat attribution (Overlay "fat")."""
+        p = p or self.getParameterNode()
+        if p.viewClass not in CLASSES:
+            return None
+        return p.fatHeatmap(p.viewClass) if p.overlay == "fat" else p.heatmap(p.viewClass)
+
+    def overlayTitle(self, p: Optional[MDTextureParameters] = None) -> str:
+        """The colour legend's title: which map of which class is shown (e.g. "fat attribution DMD")."""
+        p = p or self.getParameterNode()
+        return f"{OVERLAY_TITLES.get(p.overlay, 'ICAM')} {p.viewClass}"
 
     def backgroundNode(self, p: MDTextureParameters):
         if p.background == "Water" and p.water is not None:
             return p.water
         return p.ff if p.ff is not None else p.water
 
-    def showHeatmap(self, p: Optional[MDTextureParameters] = None, class_name: Optional[str] = None):
-        """Show the heatmap of ``class_name`` (default: ViewClass) over FF or water in all slice views, with its
-        colour legend."""
+    def showHeatmap(self, p: Optional[MDTextureParameters] = None, class_name: Optional[str] = None,
+                    overlay: Optional[str] = None):
+        """Show the map of ``class_name`` (default: ViewClass) over FF or water in all slice views, with its colour
+        legend: the ICAM heatmap, or the fat attribution with ``overlay`` (default: Overlay) "fat". Nothing changes
+        when the map asked for is missing (InputError)."""
         p = p or self.getParameterNode()
+        if class_name is not None and class_name not in CLASSES:
+            raise InputError(f"unknown class {class_name!r}")
+        if overlay is not None and overlay not in OVERLAYS:
+            raise InputError(f"unknown overlay {overlay!r}; choose one of {', '.join(OVERLAYS)}")
+        shown_class = class_name or p.viewClass
+        if (overlay or p.overlay) == "fat" and shown_class in CLASSES and p.heatmap(shown_class) is not None \
+                and p.fatHeatmap(shown_class) is None:
+            raise InputError("no fat attribution map: tick 'Fat attribution map' and click Classify again")
+        was = p.node.StartModify()
         if class_name is not None:
-            if class_name not in CLASSES:
-                raise InputError(f"unknown class {class_name!r}")
             p.viewClass = class_name
-        heat = self.currentHeatmap(p)
+        if overlay is not None:
+            p.overlay = overlay
+        p.node.EndModify(was)
+        heat = self.currentOverlay(p)
         if heat is None:
             raise InputError("no heatmap yet: click Classify first")
         style_heatmap(self.scene, heat, p.displayFloor)
         show_in_slice_views(self.scene, self.backgroundNode(p), heat, p.opacity)
-        for c in CLASSES:  # one legend on screen: the shown map's
-            other = p.heatmap(c)
+        for other in [p.heatmap(c) for c in CLASSES] + [p.fatHeatmap(c) for c in CLASSES]:  # one legend: the shown
             legend = slicer.vtkSlicerColorLogic.GetColorLegendDisplayNode(other) if other is not None else None
             if legend is not None and other is not heat:
                 legend.SetVisibility(False)
-        show_color_legend(heat, f"ICAM {p.viewClass}")
+        show_color_legend(heat, self.overlayTitle(p))
         return heat
 
     def setOpacity(self, opacity: float, p: Optional[MDTextureParameters] = None) -> None:

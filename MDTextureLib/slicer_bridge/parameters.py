@@ -30,6 +30,15 @@ class _Param:
         obj.node.SetParameter(self.key, str(value))
 
 
+def _flag(text: str) -> bool:
+    """A bool parameter as the node stores it ("True" / "False"); ``bool("False")`` would be True."""
+    return text.strip().lower() in ("true", "1")
+
+
+#: What the slice views show over the image: the ICAM heatmap (always the one scored) or the fat attribution.
+OVERLAYS = ("icam", "fat")
+
+
 class _Ref:
     """A node reference stored in the scripted module node."""
 
@@ -63,6 +72,8 @@ class MDTextureParameters:
     targetClass = _Param("TargetClass", str, "auto")  # auto (the verdict) or one of CLASSES
     viewClass = _Param("ViewClass", str, "")  # class whose heatmap is shown and scored; empty until classified
     background = _Param("Background", str, "FF")  # FF or Water under the heatmap
+    fatMap = _Param("FatMap", _flag, False)  # also compute the fat attribution (MDTextureLib.attribution)
+    overlay = _Param("Overlay", str, "icam")  # one of OVERLAYS: the map shown; the scores always use the ICAM
     ffUnit = _Param("FFUnit", str, "auto")
     threshold = _Param("Threshold", float, ScoreParameters().threshold)
     minOverlap = _Param("MinOverlap", float, ScoreParameters().min_overlap)
@@ -88,6 +99,13 @@ class MDTextureParameters:
 
     def setHeatmap(self, class_name: str, node) -> None:
         self.node.SetNodeReferenceID(f"Heatmap{class_name}", node.GetID() if node is not None else None)
+
+    def fatHeatmap(self, class_name: str):
+        """The fat attribution volume of ``class_name`` (None when the last Classify did not compute it)."""
+        return self.node.GetNodeReference(f"FatHeatmap{class_name}")
+
+    def setFatHeatmap(self, class_name: str, node) -> None:
+        self.node.SetNodeReferenceID(f"FatHeatmap{class_name}", node.GetID() if node is not None else None)
 
     def scoreParameters(self) -> ScoreParameters:
         return ScoreParameters(threshold=self.threshold, min_overlap=self.minOverlap, min_area_mm2=self.minAreaMm2)

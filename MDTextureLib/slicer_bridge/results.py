@@ -1,6 +1,7 @@
 """A classified scene's results as one folder (all or nothing, under ``outputs``' rule) and as CSV text.
 
-The folder holds what the scene holds, with the FF volume's exact geometry: ``heatmap_<class>.nrrd`` for each class,
+The folder holds what the scene holds, with the FF volume's exact geometry: ``heatmap_<class>.nrrd`` for each class
+(and ``fat_map_<class>.nrrd`` when the fat attribution was computed),
 ``probabilities.csv`` (per slice), ``texture_scores.csv`` (the command line's format, when scores were computed),
 ``muscles.seg.nrrd`` (the segmentation as drawn) and ``summary.json`` (verdict, probabilities, model, parameters).
 """
@@ -64,6 +65,9 @@ def write_result_folder(p, out, overwrite: bool = False, leg_rows: dict | None =
                 heat = p.heatmap(c)
                 if heat is not None:
                     write_image(array_of_volume(heat, "heatmap"), grid, tmp / f"heatmap_{c}.nrrd")
+                fat = p.fatHeatmap(c)
+                if fat is not None:
+                    write_image(array_of_volume(fat, "fat attribution"), grid, tmp / f"fat_map_{c}.nrrd")
             if p.probabilityTable is not None:
                 (tmp / "probabilities.csv").write_text(probabilities_csv_text(p.probabilityTable), encoding="utf-8")
             if p.scoreTable is not None:
@@ -72,6 +76,7 @@ def write_result_folder(p, out, overwrite: bool = False, leg_rows: dict | None =
             if p.segmentation is not None:
                 _write_segmentation(p.segmentation, tmp / "muscles.seg.nrrd")
             summary = {"verdict": p.verdict, "probabilities": p.probabilityDict(), "heatmap_class": p.viewClass,
+                       "fat_map": any(p.fatHeatmap(c) is not None for c in CLASSES),
                        "model": {"name": p.modelName, "sha256": p.modelSha256},
                        "texture_score_parameters": asdict(p.scoreParameters()), "ff": p.ff.GetName()}
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -2,7 +2,8 @@
 
 Run as a script by path, not as ``-m``, so that importing it does not import the Slicer side of the package: this
 process needs numpy, SimpleITK and torch only. It reads ``job.json`` and ``ff.nrrd`` from the job folder, prints
-``MDTEXTURE-PROGRESS done total`` lines, and writes ``result.npz`` + ``result.json`` (moved into place only when
+``MDTEXTURE-PROGRESS done total`` lines, and writes ``result.npz`` (with ``fat_heatmaps`` beside ``heatmaps`` when
+the job asks for the fat attribution) + ``result.json`` (moved into place only when
 complete). A user mistake ends it with exit status 2 and one ``MDTEXTURE-ERROR message`` line.
 """
 
@@ -61,14 +62,18 @@ def run(folder: Path) -> int:
         result = classify_volume(series, model, device=spec.get("device") or "auto",
                                  precision=spec.get("precision") or "auto",
                                  target_class=spec.get("target_class"), batch_size=int(spec.get("batch_size", 16)),
-                                 progress=progress)
+                                 progress=progress, fat_map=bool(spec.get("fat_map")))
         heatmaps = np.stack([result.heatmap_for(c) for c in CLASSES]).astype(np.float32)
+        extra = {}
+        if result.fat_maps is not None:  # the fat attribution beside the ICAM, on the same grid
+            extra["fat_heatmaps"] = np.stack([result.fat_heatmap_for(c) for c in CLASSES]).astype(np.float32)
     except InputError as exc:
         print(f"{ERROR} {exc}", flush=True)
         return 2
     partial = folder / "result.partial.npz"
     legs, leg_owner = leg_facts(result)
-    extra = {} if leg_owner is None else {"leg_owner": leg_owner}
+    if leg_owner is not None:
+        extra["leg_owner"] = leg_owner
     np.savez(partial, probabilities=result.probabilities, slice_probabilities=result.slice_probabilities,
              heatmaps=heatmaps, **extra)
     fields = {"verdict": result.verdict, "target_class": result.target_class, "model_name": result.model_name,

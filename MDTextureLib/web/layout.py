@@ -13,6 +13,9 @@ from trame.widgets import vuetify3 as v
 from ..constants import CLASSES
 
 TITLE = "MDTexture: muscular dystrophy texture analysis (research software; phantom-trained)"
+FAT_MAP_HELP = ("ICAM: where the network found the class's evidence; the texture scores always come from it. Fat "
+                "attribution (tick 'Fat attribution map' before Classify): which fat inside the muscles moved the "
+                "network towards the class.")
 
 
 def build_page(server, session, act) -> SinglePageWithDrawerLayout:
@@ -94,6 +97,8 @@ def _picker(session, act):
 def _classify_section(session, act):
     with _section("2. Classify"):
         with v.VCardText():
+            v.VCheckbox(label="Fat attribution map", v_model=("fat_map",), id="fat-map", density="compact",
+                        hide_details=True, disabled=("classify_running",))
             with html.Div(classes="d-flex"):
                 v.VBtn("Classify", id="classify", color="primary", disabled=("!has_case || classify_running",),
                        click=lambda: act(session.start_classify))
@@ -119,6 +124,12 @@ def _heatmap_section(session, act):
                               disabled=("!verdict",)):
                 for c in CLASSES:
                     v.VBtn(c, value=c, id=f"class-{c}", click=lambda c=c: act(session.show_class, c))
+            with v.VBtnToggle(model_value=("overlay",), density="compact", mandatory=True, id="overlay",
+                              disabled=("!verdict",), classes="mt-1"):
+                v.VBtn("ICAM", value="icam", id="overlay-icam", click=lambda: act(session.set_overlay, "icam"))
+                v.VBtn("Fat attribution", value="fat", id="overlay-fat", disabled=("!has_fat_map",),
+                       click=lambda: act(session.set_overlay, "fat"))
+            html.Div(FAT_MAP_HELP, classes="text-caption")
             v.VSlider(label="Opacity", v_model=("opacity",), min=0, max=1, step=0.05, id="opacity",
                       thumb_label=True, hide_details=True, disabled=("!verdict",))
             v.VSlider(label="Show from", v_model=("display_floor",), min=0, max=0.9, step=0.05,

@@ -31,6 +31,7 @@ INITIAL_STATE = {
     "score_threshold": 0.5, "score_rows": [], "csv_ready": False, "warnings": [], "legs": [],
     "picker": {"folder": "", "parent": None, "folders": [], "files": []}, "picked": {},
     "export_name": "mdtexture-result", "threshold_low": 0.0, "threshold_high": 0.3,
+    "fat_map": False, "overlay": "icam", "has_fat_map": False,
 }
 
 
@@ -147,7 +148,8 @@ class WebSession:
 
     def _reset_outputs(self) -> None:
         for key in ("verdict", "probabilities", "legs", "chart_svg", "legend_html", "view_class", "segments",
-                    "score_rows", "warnings", "message", "error", "progress_text", "active_segment"):
+                    "score_rows", "warnings", "message", "error", "progress_text", "active_segment", "overlay",
+                    "has_fat_map"):
             self.state[key] = INITIAL_STATE[key]
         self.state.csv_ready = False
         self.state.has_segmentation = False
@@ -157,6 +159,7 @@ class WebSession:
     def start_classify(self):
         if self.job is not None:
             raise InputError("a classification is already running")
+        self.p.fatMap = bool(self.state.fat_map)  # the page's checkbox: also compute the fat attribution
         self.job = self.logic.startClassify()
         self.state.classify_running = True
         self.state.progress, self.state.progress_text = 0, "starting the classification process…"
@@ -207,16 +210,26 @@ class WebSession:
         self.state.chart_svg = graphics.probability_chart_svg(slice_probabilities(p.probabilityTable))
         self.state.message = f"Verdict: {self.logic.summaryText(p)}"
         self.state.view_class = p.viewClass
+        self.state.has_fat_map = p.fatHeatmap(p.viewClass) is not None
         self.set_opacity(self.state.opacity)
         self.show_class(p.viewClass)
 
     # -- display --------------------------------------------------------------------------------------------
     def show_class(self, class_name: str):
+        self._show(class_name=class_name)
+
+    def set_overlay(self, overlay: str):
+        """Show the ICAM heatmap ("icam") or the fat attribution ("fat"); the texture scores keep the ICAM's."""
+        self._show(overlay=overlay)
+
+    def _show(self, class_name=None, overlay=None):
         p = self.p
         p.displayFloor = float(self.state.display_floor)
-        self.logic.showHeatmap(p, class_name)
-        self.state.view_class = p.viewClass
-        self.state.legend_html = graphics.legend_html(f"ICAM {p.viewClass}", p.displayFloor)
+        try:
+            self.logic.showHeatmap(p, class_name or p.viewClass, overlay)
+        finally:  # a refused choice leaves the page showing what the views show
+            self.state.view_class, self.state.overlay = p.viewClass, p.overlay
+        self.state.legend_html = graphics.legend_html(self.logic.overlayTitle(p), p.displayFloor)
         self.views.render()
 
     def set_opacity(self, opacity: float):
