@@ -40,7 +40,8 @@ LAYOUT_FOUR_UP_PLOT_TABLE = 38
 OVERLAY_TITLES = {"icam": "ICAM", "fat": "fat attribution"}
 
 _METHODS = {
-    "icam": "ICAM (Cai et al. Eq. 2), ReLU, scaled to [0, 1] by its volume maximum",
+    "icam": "ICAM (Cai et al. Eq. 2), ReLU, 0 outside the body, scaled to [0, 1] by its maximum inside the leg on each "
+            "axial slice",
     "fat": "fat attribution (gradient of the class logit x the slice's fat against a fat-free slice), ReLU, "
            "scaled to [0, 1] like the ICAM heatmap; not used for the texture scores",
 }
