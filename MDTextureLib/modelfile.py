@@ -196,7 +196,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
                          f"{'of variant ' + found if found else 'of no known variant'}")
     with torch.device("meta"):  # no random initial values to draw: every tensor is replaced by the file's
         net = ICAMNet(card["variant"])
-    net.load_state_dict({k: v.float() for k, v in state.items()}, assign=True)
+    # each tensor in the network's own dtype: float32 weights (float16 files widened), int64 batch counters
+    dtypes = {k: v.dtype for k, v in net.state_dict().items()}
+    net.load_state_dict({k: v.to(dtypes[k]) for k, v in state.items()}, assign=True)
     return Model(net=net.to(device).eval(), card=card, path=card_path,
                  unfamiliar=unfamiliar if card.get("unfamiliar") else None)
 
