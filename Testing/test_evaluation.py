@@ -318,7 +318,7 @@ def test_quick_evaluate_all_end_to_end(tiny_cohort, tmp_path):
         assert args.func(args) == 0
         keys = set(json.loads((only / "localisation.json").read_text())["summary"])
         assert keys == {"reference/random", "reference/ff", "reference/ff-pooled-8", "icam28/icam",
-                        "icam28/icam-slice", "icam28/gradcam", "icam28/gradcam++", "icam28/layercam"}
+                        "icam28/icam-slice", "icam28/gradcam", "icam28/gradcam++", "icam28/layercam", "icam28/fat"}
     finally:
         torch.set_num_threads(threads)
 
