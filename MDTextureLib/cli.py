@@ -330,8 +330,8 @@ def cmd_demo(args) -> int:
     for s in case.scores:
         score = "absent" if s.texture_score is None else f"{s.texture_score:.2f}"
         print(f"  {s.muscle:>4}: texture score {score:>6}  mean FF {s.mean_ff or 0:5.1f} %  {s.volume_ml:6.1f} mL")
-    print(f"wrote {out}/input (phantom water/fat/ff/muscles) and {out}/result "
-          "(prediction.json, heatmap.nrrd, heatmap_signed.nrrd, texture_scores.csv, report.png) in "
+    written = ", ".join(sorted(p.name for p in (out / "result").iterdir() if not p.name.startswith(".")))
+    print(f"wrote {out}/input (phantom water/fat/ff/muscles) and {out}/result ({written}) in "
           f"{time.perf_counter() - t0:.1f} s")
     return 0
 
