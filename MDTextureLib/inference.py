@@ -125,24 +125,18 @@ class VolumeResult:
     def heatmap(self) -> np.ndarray:
         """The target class's heatmap on the FF grid, (z, y, x) float32 in [0, 1]; with two legs each leg shows its
         own target class (its verdict's, unless a target class was asked for)."""
-        if not self.legs:
-            return self.heatmap_for(self.target_class)
-        return self._legs_heatmap(tuple(leg.target_class for leg in self.legs))
+        return self._target_heatmap("relu", "icam")
 
     @property
     def heatmap_signed(self) -> np.ndarray:
         """Like ``heatmap`` but the raw map in logit units (``signed_heatmap_for``), 0 outside the body."""
-        if not self.legs:
-            return self.signed_heatmap_for(self.target_class)
-        return self._legs_heatmap(tuple(leg.target_class for leg in self.legs), "signed")
+        return self._target_heatmap("signed", "icam")
 
     @property
     def fat_heatmap(self) -> np.ndarray:
         """Fat attribution of the target class(es) on the FF grid, scaled like ``heatmap`` (ReLU, 0 outside the
         body, per slice or volume in the leg); InputError when it was not computed (``fat_map=True``)."""
-        if not self.legs or self.fat_maps is None:
-            return self._heatmap(self.target_class, "relu", self.normalisation, "fat")
-        return self._legs_heatmap(tuple(leg.target_class for leg in self.legs), "relu", None, "fat")
+        return self._target_heatmap("relu", "fat")
 
     def fat_heatmap_for(self, class_name: str, normalisation: str | None = None) -> np.ndarray:
         """Fat attribution of ``class_name`` on the FF grid, scaled like ``heatmap_for``."""
@@ -161,16 +155,21 @@ class VolumeResult:
         bias; the resampling onto the FF grid keeps that only approximately (bilinear, partial pixels)."""
         return self._heatmap(class_name, "signed", None)
 
+    def _target_heatmap(self, kind: str, source: str) -> np.ndarray:
+        """The map of the target class; with two legs each leg shows its own target class."""
+        if not self.legs:
+            normalisation = self.normalisation if kind == "relu" else None
+            return self._heatmap(self.target_class, kind, normalisation, source)
+        return self._legs_heatmap(tuple(leg.target_class for leg in self.legs), kind, None, source)
+
     def _heatmap(self, class_name: str, kind: str, normalisation: str | None, source: str = "icam") -> np.ndarray:
         if class_name not in CLASSES:
             raise InputError(f"unknown class {class_name!r}; choose one of {', '.join(CLASSES)}")
         if normalisation is not None:
             check_normalisation(normalisation)
-        if source == "fat" and self.fat_maps is None:
-            raise InputError("no fat attribution was computed for this result (classify with fat_map=True)")
         if not self.legs:
-            maps = self.fat_maps if source == "fat" else self.class_maps
-            return self._map_home(maps, self.geometry, class_name, self.body, kind, normalisation)
+            return self._map_home(_source_maps(self, source), self.geometry, class_name, self.body, kind,
+                                  normalisation)
         return self._legs_heatmap((class_name,) * len(self.legs), kind, normalisation, source)
 
     def _legs_heatmap(self, classes: tuple, kind: str = "relu", normalisation: str | None = None,
@@ -183,8 +182,7 @@ class VolumeResult:
                 region = self.leg_region(leg)
                 if self.body is not None:
                     region = self.body if region is None else region & self.body
-                maps = leg.fat_maps if source == "fat" else leg.class_maps
-                part = self._map_home(maps, leg.geometry, c, region, kind, normalisation)
+                part = self._map_home(_source_maps(leg, source), leg.geometry, c, region, kind, normalisation)
                 total = part if total is None else total + part
             self._heatmaps[key] = total
         return self._heatmaps[key]
@@ -246,6 +244,16 @@ class VolumeResult:
             "verdict_rule": VERDICT_RULE,
             "orientation": self.orientation.describe() if self.orientation is not None else None,
         }
+
+
+def _source_maps(result, source: str) -> np.ndarray:
+    """The per-class maps a heatmap of ``source`` is made from ("icam": the class maps, "fat": the fat attribution)
+    of a VolumeResult or LegResult; InputError when the fat attribution was not computed."""
+    if source != "fat":
+        return result.class_maps
+    if result.fat_maps is None:
+        raise InputError("no fat attribution was computed for this result (classify with fat_map=True)")
+    return result.fat_maps
 
 
 def _region_box(region: np.ndarray | None, geometry: StackGeometry) -> tuple | None:

@@ -18,18 +18,12 @@ from MDTextureLib.errors import InputError
 from MDTextureLib.inference import classify_volume
 from MDTextureLib.io import load_dixon
 
-from test_slicer_logic import NX, NY, NZ, _read_segmentation, _scene_with_inputs, model, scan_dir  # noqa: F401
+from test_slicer_logic import NX, NY, NZ, _read_segmentation, logic_with_inputs, model, scan_dir  # noqa: F401
 
 
 def _logic_on(scan_dir, model, fat_map):  # noqa: F811
-    scene, water, fat, ff = _scene_with_inputs(scan_dir)
+    scene, _water, _ff, logic, p = logic_with_inputs(scan_dir, model)
     scene.RegisterNodeClass(slicer.vtkMRMLColorLegendDisplayNode())  # what the Colors module does in the app
-    logic = sb.MDTextureLogic(scene)
-    logic.setModel(model)
-    p = logic.getParameterNode()
-    p.water, p.fat, p.ff = water, fat, ff
-    p.device = "cpu"
-    p.threshold, p.minOverlap, p.minAreaMm2 = 0.35, 0.15, 12.0
     p.fatMap = fat_map
     return scene, logic, p
 

@@ -170,9 +170,9 @@ def _scene_with_inputs(scan_dir, with_ff=True, views=3):
     return scene, water, fat, ff
 
 
-@pytest.fixture(scope="module")
-def classified(scan_dir, model):
-    """One scene taken through Classify, Create muscle segments is not used (the file has them), Compute scores."""
+def logic_with_inputs(scan_dir, model):
+    """(scene, water, ff, Logic, parameter node) with the scan's Dixon volumes chosen, CPU, and the score parameters
+    every scene test of the Logic uses."""
     scene, water, fat, ff = _scene_with_inputs(scan_dir)
     logic = sb.MDTextureLogic(scene)
     logic.setModel(model)
@@ -180,6 +180,13 @@ def classified(scan_dir, model):
     p.water, p.fat, p.ff = water, fat, ff
     p.device = "cpu"
     p.threshold, p.minOverlap, p.minAreaMm2 = 0.35, 0.15, 12.0
+    return scene, water, ff, logic, p
+
+
+@pytest.fixture(scope="module")
+def classified(scan_dir, model):
+    """One scene taken through Classify, Create muscle segments is not used (the file has them), Compute scores."""
+    scene, water, ff, logic, p = logic_with_inputs(scan_dir, model)
     calls = []
     result = logic.classify(p, progress=lambda done, total: calls.append((done, total)))
     p.segmentation = _read_segmentation(scene, scan_dir / "muscles.seg.nrrd", "muscles")

@@ -168,7 +168,6 @@ def fat_maps(net, stacks: torch.Tensor, class_index, normalisation: tuple, batch
         mask = _mask_args(net, masks, start, stop)
         out.append(fat_attribution(net, stacks[start:stop], per_slice[start:stop], *normalisation,
                                    mask=mask[0] if mask else None))
-    net.zero_grad(set_to_none=True)
     return torch.cat(out)
 
 

@@ -7,7 +7,7 @@ import json
 import slicer
 
 from ..scores import ScoreParameters
-from .display import DEFAULT_DISPLAY_FLOOR
+from .display import DEFAULT_DISPLAY_FLOOR, OVERLAY_TITLES
 
 MODULE_NAME = "MDTexture"
 
@@ -36,7 +36,7 @@ def _flag(text: str) -> bool:
 
 
 #: What the slice views show over the image: the ICAM heatmap (always the one scored) or the fat attribution.
-OVERLAYS = ("icam", "fat")
+OVERLAYS = tuple(OVERLAY_TITLES)  # ("icam", "fat")
 
 
 class _Ref:

@@ -80,11 +80,11 @@ def scan_heatmaps(ctx: Context, fold: int, i: int, native) -> dict:
             heatmaps[key] = maps.to_native(maps.pooled_ff_maps(c.slices(i), size), geometry)
     stacks = c.stacks(i)
     for variant in s.networks:
-        net = ctx.model(variant, fold).net
+        model = ctx.model(variant, fold)
+        net = model.net
         masks = c.body_model(i) if maps.uses_mask(net) else None
         heatmaps[(variant, "icam")] = maps.to_native(own[variant][:, cl], geometry)
         heatmaps[(variant, "icam-slice")] = maps.to_native(own[variant][:, cl], geometry, native.body, "slice")
-        model = ctx.model(variant, fold)
         heatmaps[(variant, "fat")] = maps.to_native(maps.fat_maps(net, stacks, cl, model.normalisation, masks=masks),
                                                     geometry, native.body, "slice")
         for m, raw in maps.gradient_maps(net, stacks, cl, masks=masks).items():
