@@ -391,4 +391,7 @@ if __name__ == "__main__":
     if len(sys.argv) in (4, 5) and sys.argv[1] == "--memory-probe":
         memory_probe(*sys.argv[2:])
     elif len(sys.argv) in (6, 7) and sys.argv[1] == "--startup-probe":
+        from .cli import exit_process
+
         startup_probe(*sys.argv[2:])
+        exit_process(0)  # the "exit" step is the command line's own way out

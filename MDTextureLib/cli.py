@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import time
 from pathlib import Path
@@ -436,5 +437,34 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def exit_process(code: int):
+    """End the process once its work is done, without tearing the interpreter down.
+
+    Every output is written and closed by now (outputs.atomic_dir), and freeing torch's, numpy's and matplotlib's
+    objects one by one before exiting costs about 0.4 s of a 3 s ``classify`` for nothing. What a normal exit does
+    that matters still happens: threads still running are waited for, atexit handlers run (temporary folders are
+    removed, logging flushed) and both streams are flushed.
+    """
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()  # CPython's own exit path runs these; os._exit alone would skip them
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more can be said
+            pass
+    os._exit(code)
+
+
+def run() -> None:
+    """The ``mdtexture`` console script: :func:`main`, then :func:`exit_process`. An exception that escapes main
+    (a bug) takes the normal way out, with its traceback."""
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -4,6 +4,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,6 +178,27 @@ def test_console_script_help_is_readable():
     assert proc.returncode == 0
     for word in ("--ff", "--water", "--segmentation", "--target-class", "--threshold", "--min-area-mm2"):
         assert word in proc.stdout
+
+
+def test_console_script_exit_keeps_what_a_normal_exit_does(tmp_path):
+    """The console script leaves without tearing the interpreter down (exit_process), but its exit status, its piped
+    output, atexit handlers, temporary folders still open and threads still running are handled as by a normal exit."""
+    left_open = tmp_path / "left_open.txt"
+    code = ("import atexit, tempfile, threading, time, MDTextureLib.cli as cli\n"
+            "atexit.register(print, 'atexit ran')\n"
+            "tmp = tempfile.TemporaryDirectory()\n"
+            f"open({str(left_open)!r}, 'w').write(tmp.name)\n"
+            "def late():\n"
+            "    time.sleep(0.3); print('thread done')\n"
+            "def work(argv=None):\n"
+            "    threading.Thread(target=late).start(); print('answer'); return 3\n"
+            "cli.main = work\n"
+            "cli.run()\n"
+            "print('never')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8")
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.split() == ["answer", "thread", "done", "atexit", "ran"]
+    assert not Path(left_open.read_text()).exists()
 
 
 def test_help_does_not_load_torch():
