@@ -2,8 +2,8 @@
 
 This file is the 3D Slicer module: the Module description, the first-use installer, the Widget (it only wires the
 panel from ``Resources/UI/MDTexture.ui`` to the Logic) and the self-test. Every operation on the scene is in
-``MDTextureLib.slicer_bridge`` (no Qt there), so it is tested outside Slicer. Nothing heavy is imported here: torch,
-torchvision and safetensors are needed only by the classification, which runs in a separate process.
+``MDTextureLib.slicer_bridge`` (no Qt there), so it is tested outside Slicer. Nothing heavy is imported here: torch
+and safetensors are needed only by the classification, which runs in a separate process.
 """
 
 import importlib
@@ -143,7 +143,7 @@ def _loadPhantomSample(source=None):
 
 
 def packageProblems():
-    """{package: what is wrong} for torch, torchvision and safetensors (missing or too old), without importing them."""
+    """{package: what is wrong} for torch and safetensors (missing or too old), without importing them."""
     return requirements.package_problems()
 
 
@@ -153,7 +153,7 @@ def missingPackages():
 
 
 def ensureDependencies():
-    """True when torch, torchvision and safetensors are installed in the versions needed; else ask once, install,
+    """True when torch and safetensors are installed in the versions needed; else ask once, install,
     check the versions again and report. Never installs in testing mode (RuntimeError instead)."""
     problems = packageProblems()
     if not problems:
@@ -170,18 +170,16 @@ def ensureDependencies():
     constraints = requirements.constraints_file()
     slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
     try:
-        if "torch" in problems or "torchvision" in problems:
+        if "torch" in problems:
             try:
                 import PyTorchUtils  # the PyTorch extension picks the wheel matching the GPU driver
             except ImportError:
                 PyTorchUtils = None
             if PyTorchUtils is not None:
                 PyTorchUtils.PyTorchUtilsLogic().installTorch(
-                    askConfirmation=False, torchVersionRequirement=">=" + MINIMUM_VERSIONS["torch"],
-                    torchvisionVersionRequirement=">=" + MINIMUM_VERSIONS["torchvision"])
+                    askConfirmation=False, torchVersionRequirement=">=" + MINIMUM_VERSIONS["torch"])
             else:
-                slicer.util.pip_install([ENGINE_REQUIREMENTS["torch"], ENGINE_REQUIREMENTS["torchvision"],
-                                         "-c", constraints])
+                slicer.util.pip_install([ENGINE_REQUIREMENTS["torch"], "-c", constraints])
         if "safetensors" in packageProblems():
             slicer.util.pip_install([ENGINE_REQUIREMENTS["safetensors"], "-c", constraints])
     except Exception as exc:

@@ -186,7 +186,7 @@ def test_module_description(module_file):
     assert parent.title == "MDTexture" and parent.categories == ["Quantification"]
     assert parent.contributors and "DMD" in parent.helpText and "Cai" in parent.acknowledgementText
     assert module_file.MDTextureLogic is __import__("MDTextureLib.slicer_bridge", fromlist=["x"]).MDTextureLogic
-    assert set(module_file.ENGINE_REQUIREMENTS) == {"torch", "torchvision", "safetensors"}
+    assert set(module_file.ENGINE_REQUIREMENTS) == {"torch", "safetensors"}
     assert module_file.missingPackages() == []  # this environment has the engine's packages
     assert "LICENSE" not in parent.acknowledgementText and "BSD 3-Clause" in parent.acknowledgementText
     assert module_file.HOMEPAGE in parent.helpText
@@ -200,3 +200,40 @@ def test_dependency_install_is_skipped_in_testing_mode(module_file, monkeypatch)
     with pytest.raises(RuntimeError, match="not installed automatically in testing mode: safetensors"):
         module_file.ensureDependencies()
     assert asked == []
+
+
+def test_torchvision_is_not_asked_for(monkeypatch):
+    """The engine builds its own ResNet18: a Slicer without torchvision has everything the classification needs, and
+    the first-use installer does not offer to install it."""
+    import importlib.metadata
+
+    from MDTextureLib.slicer_bridge import requirements
+
+    installed = {"torch": "2.14.1+cpu", "safetensors": "0.4.5"}
+
+    def version(name):
+        if name not in installed:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return installed[name]
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name in installed else None)
+    assert requirements.package_problems() == {}
+    del installed["torch"]
+    assert requirements.package_problems() == {"torch": "torch is not installed"}
+
+
+def test_first_use_install_without_pytorch_utils_installs_torch_alone(module_file, monkeypatch):
+    """Without Slicer's PyTorch extension the installer pip-installs torch (not torchvision), pinning Slicer's own
+    packages with a constraints file that it removes afterwards."""
+    problems = [{"torch": "torch is not installed"}, {}]
+    monkeypatch.setattr(module_file, "packageProblems", lambda: problems.pop(0) if len(problems) > 1 else problems[0])
+    monkeypatch.setattr(slicer.app, "testing", False)
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda *a, **k: True)
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", None)  # the extension is not installed
+    installs = []
+    monkeypatch.setattr(slicer.util, "pip_install", lambda args, *a, **k: installs.append(list(args)))
+    assert module_file.ensureDependencies() is True
+    assert len(installs) == 1 and installs[0][0] == "torch>=2.1" and installs[0][1] == "-c"
+    assert not any("torchvision" in arg for arg in installs[0])
+    assert not Path(installs[0][2]).exists() and slicer.app.cursorDepth == 0

@@ -8,8 +8,9 @@ import os
 import tempfile
 
 #: What the engine needs beyond Slicer's own Python (numpy, scipy and SimpleITK come with Slicer and are never
-#: replaced): pip requirement, with the oldest version that works.
-ENGINE_REQUIREMENTS = {"torch": "torch>=2.1", "torchvision": "torchvision>=0.16", "safetensors": "safetensors>=0.4"}
+#: replaced): pip requirement, with the oldest version that works. Not torchvision: the network is the engine's own
+#: (MDTextureLib/resnet.py); only the evaluation suite's Grad-CAM baselines use it, and they do not run in Slicer.
+ENGINE_REQUIREMENTS = {"torch": "torch>=2.1", "safetensors": "safetensors>=0.4"}
 MINIMUM_VERSIONS = {name: requirement.split(">=")[1] for name, requirement in ENGINE_REQUIREMENTS.items()}
 
 #: Slicer's own packages, pinned during an install so that pip cannot replace them.
