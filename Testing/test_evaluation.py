@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 import pytest
 import torch
 
@@ -289,6 +291,13 @@ def test_quick_evaluate_all_end_to_end(tiny_cohort, tmp_path):
                 "reference/random"} <= set(loc["summary"])
         ceiling = loc["summary"]["reference/ff-pooled-8"]  # the FF image pooled to ICAM-28's map grid (8² on 64 px)
         assert 0 <= ceiling["all"]["muscles"]["pixel_auc"]["mean"] <= 1
+        truth = loc["summary"]["reference/involvement"]  # the involvement mask as a map: the best any map can do
+        assert truth["all"]["muscles"]["pixel_auc"]["mean"] == 1.0
+        assert truth["all"]["muscles"]["relevance_mass_accuracy"]["mean"] == 1.0
+        per_scan = [r["specific_ratio"] for r in loc["scans"]
+                    if r["network"] == "reference" and r["method"] == "involvement" and r["class"] == "DMD"]
+        assert truth["DMD"]["specific_ratio"]["mean"] == pytest.approx(_truth_ratios(tiny_cohort, "DMD", "Per"))
+        assert len(per_scan) == truth["DMD"]["specific_ratio"]["n"]
         uniform = loc["summary"]["reference/random"]["DMD"]["specific_ratio"]["mean"]
         assert 0.5 < uniform < 1.5  # a structureless map gives Per about its voxel share
         assert "### Headline" in (out / "localisation" / "localisation.md").read_text()
@@ -317,10 +326,32 @@ def test_quick_evaluate_all_end_to_end(tiny_cohort, tmp_path):
                        "--quiet"])
         assert args.func(args) == 0
         keys = set(json.loads((only / "localisation.json").read_text())["summary"])
-        assert keys == {"reference/random", "reference/ff", "reference/ff-pooled-8", "icam28/icam",
+        assert keys == {"reference/random", "reference/ff", "reference/involvement", "reference/ff-pooled-8", "icam28/icam",
                         "icam28/icam-slice", "icam28/gradcam", "icam28/gradcam++", "icam28/layercam", "icam28/fat"}
     finally:
         torch.set_num_threads(threads)
+
+
+def _truth_ratios(cohort_dir, class_name: str, muscle: str) -> float:
+    """Mean over the cohort's involved ``class_name`` scans of (share of the involved voxels inside the muscles that
+    lie in ``muscle``) / (share of the muscle voxels that ``muscle`` holds), computed here from the files."""
+    import csv
+
+    from MDTextureLib.constants import MUSCLE_LABELS
+
+    ratios = []
+    folder = Path(cohort_dir) if Path(cohort_dir).is_dir() else Path(cohort_dir).parent
+    for row in csv.DictReader(open(folder / "cohort.csv")):
+        if row["class"] != class_name:
+            continue
+        inv = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / row["folder"] / "involvement.nrrd"))) > 0
+        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / row["folder"] / "muscles.nrrd")))
+        muscles, target = labels > 0, labels == MUSCLE_LABELS[muscle]
+        if not (inv & muscles).any():
+            continue
+        share = (inv & target).sum() / (inv & muscles).sum()
+        ratios.append(share / (target.sum() / muscles.sum()))
+    return float(np.mean(ratios))
 
 
 def test_evaluate_errors_are_input_errors(tiny_cohort, tmp_path):

@@ -43,7 +43,8 @@ GRADIENT_METHODS = ("gradcam", "gradcam++", "layercam")
 METHOD_LABELS = {"icam": "ICAM / CAM (own map)", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++",
                  "layercam": "LayerCAM", "random": "random map", "ff": "FF image as map",
                  "icam-slice": "own map, per slice within the leg", "ff-pooled": "FF image pooled to the map grid",
-                 "fat": "fat attribution (gradient × FF), per slice within the leg"}
+                 "fat": "fat attribution (gradient × FF), per slice within the leg",
+                 "involvement": "involvement mask as map (truth)"}
 
 
 def map_layer(net) -> torch.nn.Module:

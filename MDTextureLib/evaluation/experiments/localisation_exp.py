@@ -61,7 +61,8 @@ def specific_ratio(heat: np.ndarray, labels: np.ndarray, muscles) -> float:
 def scan_heatmaps(ctx: Context, fold: int, i: int, native) -> dict:
     """{(network or "reference", method): native heatmap in [0, 1]} of scan ``i`` (test scan of ``fold``), map of
     its true class: reference rows (random map, FF image, FF pooled to each network's map resolution = the ceiling),
-    then per network its own map (volume-maximum rule and the per-slice-within-the-leg rule) and the gradient maps."""
+    the involvement mask itself (the truth as a map: the best any map can do), then per network its own map
+    (volume-maximum rule and the per-slice-within-the-leg rule) and the gradient maps."""
     c = ctx.cohort
     s = ctx.settings
     cl = int(c.classes[i])
@@ -70,7 +71,10 @@ def scan_heatmaps(ctx: Context, fold: int, i: int, native) -> dict:
     grid = max(1, c.size_px // 8)
     heatmaps = {("reference", "random"): maps.to_native(maps.random_maps((z, grid, grid), s.seed * 100003 + i),
                                                         geometry),
-                ("reference", "ff"): np.clip(native.series.ff, 0, 1)}
+                ("reference", "ff"): np.clip(native.series.ff, 0, 1),
+                # The truth itself as a map: what a map that lights exactly the involved tissue scores. Its AUC is 1;
+                # its class-specific ratio is the most any map can reach on this cohort.
+                ("reference", "involvement"): native.involvement.astype(np.float32)}
     own = {}
     for variant in s.networks:
         own[variant] = ctx.predictions(variant, fold)[i][1]
@@ -156,7 +160,8 @@ def run_localisation(ctx: Context, out: Path) -> dict:
               "muscles?); domain 'leg': every voxel inside the leg (does it also avoid subcutaneous fat, marrow?). "
               "Gradient methods are computed on the same trained networks at the map stage (the layer whose "
               "resolution the network's own map has). Reference rows: i.i.d. random map on a coarse grid, the "
-              "FF image itself, and the **ceiling**: the FF image on the model window average-pooled to a "
+              "FF image itself, the involvement mask itself (the truth as a map: AUC 1, and the most any map can "
+              "give the class-specific muscles on this cohort), and the **ceiling**: the FF image on the model window average-pooled to a "
               "network's map resolution, upsampled and scaled like a map (what a map of that resolution could show by "
               "following fat). Own maps are shown under two rules: the volume maximum (as `classify` did so far) "
               "and 'per slice within the leg' (0 outside the body, each slice over its own maximum in the leg). "
