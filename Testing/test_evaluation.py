@@ -302,7 +302,7 @@ def test_quick_evaluate_all_end_to_end(tiny_cohort, tmp_path):
         assert 0.5 < uniform < 1.5  # a structureless map gives Per about its voxel share
         assert "### Headline" in (out / "localisation" / "localisation.md").read_text()
         t3 = json.loads((out / "table3" / "table3.json").read_text())["headline"]
-        assert {"icam28", "icam28|slice", "ff-pooled-8", "muscle mean FF"} <= set(t3)
+        assert {"icam28", "icam28|slice", "icam28|fat", "icam28|fat-pooled", "ff-pooled-8", "muscle mean FF"} <= set(t3)
         cal = json.loads((out / "calibration" / "calibration.json").read_text())["results"]["icam28"]
         assert cal["pooled_none"]["n_scans"] == 12 and 0 <= cal["pooled_none"]["ece"] <= 1
         assert "body cues: `texture`" in (out / "calibration" / "calibration.md").read_text()  # the phantom's default

@@ -41,16 +41,16 @@ def test_specific_ratio_uses_the_named_muscles():
 
 
 def test_pooled_ff_is_the_block_mean():
-    from MDTextureLib.evaluation.maps import pooled_ff_maps
+    from MDTextureLib.evaluation.maps import pooled_to_map_grid
 
     ff = torch.zeros(2, 8, 8)
     ff[:, :4, :4] = 1.0
     ff[1, 4:, 4:] = 0.5
-    pooled = pooled_ff_maps(ff, (2, 2))
+    pooled = pooled_to_map_grid(ff, (2, 2))
     assert pooled.shape == (2, 2, 2)
     assert pooled[0].tolist() == [[1.0, 0.0], [0.0, 0.0]]
     assert pooled[1].tolist() == [[1.0, 0.0], [0.0, 0.5]]
-    assert pooled_ff_maps(ff, (8, 8)).equal(ff)  # at full resolution the ceiling is the FF image itself
+    assert pooled_to_map_grid(ff, (8, 8)).equal(ff)  # at full resolution the ceiling is the FF image itself
 
 
 def test_leg_slice_normalisation_zero_outside_and_one_per_slice(leg_files):

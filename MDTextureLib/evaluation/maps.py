@@ -193,10 +193,11 @@ def to_native(maps_zhw: torch.Tensor, geometry: StackGeometry, body: np.ndarray 
     return scale_heatmap(native, normalisation, slice_axis).astype(np.float32)
 
 
-def pooled_ff_maps(ff_window: torch.Tensor, map_hw: tuple) -> torch.Tensor:
-    """The FF image on the model window (Z, S, S) average-pooled to the map resolution (Z, h, w)."""
-    ff = torch.as_tensor(ff_window).float()[:, None]
-    return torch.nn.functional.adaptive_avg_pool2d(ff, tuple(int(v) for v in map_hw))[:, 0]
+def pooled_to_map_grid(image_zhw: torch.Tensor, map_hw: tuple) -> torch.Tensor:
+    """An image on the model window (Z, S, S) — the FF image (the ceiling), or a pixel-sharp fat attribution —
+    average-pooled to a map's resolution (Z, h, w)."""
+    image = torch.as_tensor(image_zhw).float()[:, None]
+    return torch.nn.functional.adaptive_avg_pool2d(image, tuple(int(v) for v in map_hw))[:, 0]
 
 
 def scan_heatmaps(net, stacks: torch.Tensor, geometry: StackGeometry, class_index: int, ff_native: np.ndarray,

@@ -81,7 +81,7 @@ def scan_heatmaps(ctx: Context, fold: int, i: int, native) -> dict:
         size = tuple(own[variant].shape[-2:])
         key = ("reference", f"ff-pooled-{size[0]}")
         if key not in heatmaps:
-            heatmaps[key] = maps.to_native(maps.pooled_ff_maps(c.slices(i), size), geometry)
+            heatmaps[key] = maps.to_native(maps.pooled_to_map_grid(c.slices(i), size), geometry)
     stacks = c.stacks(i)
     for variant in s.networks:
         model = ctx.model(variant, fold)
