@@ -303,6 +303,9 @@ def test_quick_evaluate_all_end_to_end(tiny_cohort, tmp_path):
         assert "### Headline" in (out / "localisation" / "localisation.md").read_text()
         t3 = json.loads((out / "table3" / "table3.json").read_text())["headline"]
         assert {"icam28", "icam28|slice", "icam28|fat", "icam28|fat-pooled", "ff-pooled-8", "muscle mean FF"} <= set(t3)
+        t3_pairs = json.loads((out / "table3" / "table3.json").read_text())["pairs"]  # the first network's own map
+        assert t3["icam28"]["n_pairs_DMD"] == sum(p["class"] == "DMD" for p in t3_pairs)
+        assert t3["icam28"]["n_pairs_DMD + CMD"] == sum(p["class"] in ("DMD", "CMD") for p in t3_pairs)
         cal = json.loads((out / "calibration" / "calibration.json").read_text())["results"]["icam28"]
         assert cal["pooled_none"]["n_scans"] == 12 and 0 <= cal["pooled_none"]["ece"] <= 1
         assert "body cues: `texture`" in (out / "calibration" / "calibration.md").read_text()  # the phantom's default

@@ -128,13 +128,20 @@ def run_table3(ctx: Context, out: Path, variant: str | None = None) -> dict:
         r_ff, _ = rho(sel, 4, 3)
         corr[group] = {"n_pairs": n, "spearman_score_vs_involvement": r_score, "spearman_mff_vs_involvement": r_ff}
 
+    # Every map over all pairs (the target's measure) and within the disease scans: normal scans have no involvement,
+    # so over all pairs ρ also rewards a map of the class "normal" that leaves the muscles cold; within DMD or CMD
+    # scans it says whether the more involved muscles of a scan score higher.
+    groups = {"all": None, "DMD + CMD": ("DMD", "CMD"), "DMD": ("DMD",), "CMD": ("CMD",)}
     headline = {}
-    for name, sel in by_map.items():
-        r_score, n = rho(sel, 2, 3)
-        headline[name] = {"n_pairs": n, "spearman_score_vs_involvement": r_score}
-    any_pairs = next(iter(by_map.values()))
-    r_ff, n_ff = rho(any_pairs, 4, 3)
-    headline["muscle mean FF"] = {"n_pairs": n_ff, "spearman_score_vs_involvement": r_ff}
+    for name, sel in list(by_map.items()) + [("muscle mean FF", None)]:
+        col = 2 if sel is not None else 4
+        sel = sel if sel is not None else next(iter(by_map.values()))
+        entry = {}
+        for group, classes in groups.items():
+            r, n = rho([q for q in sel if classes is None or q[0] in classes], col, 3)
+            entry["spearman_score_vs_involvement" if group == "all" else f"spearman_{group}"] = r
+            entry["n_pairs" if group == "all" else f"n_pairs_{group}"] = n
+        headline[name] = entry
 
     def mean_row(rows, key):
         return [float(np.mean([r[key][m] for r in rows if r[key][m] is not None]))
@@ -147,8 +154,9 @@ def run_table3(ctx: Context, out: Path, variant: str | None = None) -> dict:
               "the volume-maximum rule and under the per-slice-within-the-leg rule. Ceiling: the texture "
               "score of the FF image average-pooled to the map's resolution; muscle mean FF: the number a reader "
               "already has.", "",
-              md_table(["map", "pairs", "ρ(score, involvement)"],
+              md_table(["map", "pairs", "ρ(score, involvement)", "ρ, DMD + CMD scans", "ρ, DMD", "ρ, CMD"],
                        [[_map_name(name), v["n_pairs"], num(v["spearman_score_vs_involvement"])]
+                        + [num(v[f"spearman_{g}"]) for g in ("DMD + CMD", "DMD", "CMD")]
                         for name, v in headline.items()]), ""]
     lines += [f"Heatmap = the true class's map, ReLU, on the native grid, divided by its volume maximum; a slice "
               f"counts as highlighted for a muscle when ≥ {p.min_overlap:.0%} of its voxels are ≥ {p.threshold} "
