@@ -2,6 +2,9 @@
 read → classify → heatmap → texture scores → write ``prediction.json``, ``heatmap.nrrd`` (0..1, 0 outside the
 body), ``heatmap_signed.nrrd`` (the same map in logit units before ReLU and scaling), ``texture_scores.csv``,
 ``report.png`` into one folder (atomically).
+
+Reading (:func:`read_case`, every input check) and the rest (:func:`analyse_loaded`) are separate halves of
+:func:`analyse_case`, so that ``batch`` (:mod:`MDTextureLib.batch`) can read the next subject while the network runs.
 """
 
 from __future__ import annotations
