@@ -225,10 +225,10 @@ def find_case_files(folder: Path) -> dict:
 
 
 def cmd_batch(args) -> int:
-    from .outputs import atomic_dir, check_output_folder
-    from .pipeline import CaseInputs, analyse_case, write_case
-
+    from .batch import run_subjects
     from .filecheck import os_error_message
+    from .outputs import atomic_dir, check_output_folder
+    from .pipeline import CaseInputs
 
     data = Path(args.data)
     try:
@@ -248,34 +248,16 @@ def cmd_batch(args) -> int:
     options = _case_options(args)
     from tqdm import tqdm
 
-    failures = 0
+    subjects = [(folder.name, CaseInputs(ff_unit=args.ff_unit, side=args.side, **files)) for folder, files in cases]
     with atomic_dir(args.out, "batch", overwrite=args.overwrite, inputs=reads) as tmp:
         rows = []
-        for folder, files in tqdm(cases, desc="subjects", file=sys.stderr, disable=args.quiet, delay=1.0):
-            row = {"subject": folder.name}
-            try:
-                case = analyse_case(CaseInputs(ff_unit=args.ff_unit, side=args.side, **files), model, options)
-                write_case(case, tmp / folder.name, options, title=folder.name, command="batch")
-                row.update(verdict=case.summary["verdict"], n_slices=case.summary["n_slices"],
-                           ff_unit=case.summary["ff_unit_detected"], error="")
-                row.update({f"p_{c}": f"{p:.4f}" for c, p in case.summary["probabilities"].items()})
-                unfamiliar = case.summary.get("unfamiliar")
-                row.update(calibrated="yes" if case.summary.get("calibrated") else "no",
-                           unfamiliar_score="" if not unfamiliar else f"{unfamiliar['score']:.2f}",
-                           unfamiliar="" if not unfamiliar else ("FLAGGED" if unfamiliar["flagged"] else "no"))
-                for s in case.scores or []:
-                    row[f"score_{s.muscle}"] = "" if s.texture_score is None else f"{s.texture_score:.4f}"
-                row["legs"] = "; ".join(f"{leg['side']} {leg['verdict']} {max(leg['probabilities'].values()):.2f}"
-                                        for leg in case.summary.get("legs") or [])
-                row["warnings"] = " | ".join(case.summary["warnings"])
-            except InterruptedError:
-                raise
-            except Exception as exc:  # any failure is this subject's row; the others go on (Ctrl-C/SIGTERM stop)
-                failures += 1
-                # name where the subject's folder was to go, not the temporary folder it was being written to
-                row = {"subject": folder.name, "verdict": "", "error": _one_line(exc).replace(str(tmp), args.out)}
-                print(f"mdtexture: error: {folder.name}: {row['error']}", file=sys.stderr)
-            rows.append(row)
+        with tqdm(total=len(subjects), desc="subjects", file=sys.stderr, disable=args.quiet, delay=1.0) as bar:
+            def report(name, case, error):  # called in subject order
+                rows.append(_summary_row(name, case) if error is None else _error_row(name, error, tmp, args.out))
+                bar.update(1)
+
+            # the next subject is read and the previous one written while the network runs (MDTextureLib.batch)
+            run_subjects(subjects, model, options, tmp, report)
         columns = ["subject", "verdict"] + [f"p_{c}" for c in CLASSES] + ["calibrated", "unfamiliar_score",
                                                                         "unfamiliar", "n_slices", "ff_unit"]
         columns += sorted({k for r in rows for k in r if k.startswith("score_")}, key=_score_col_order)
@@ -284,8 +266,34 @@ def cmd_batch(args) -> int:
             writer = csv.DictWriter(fh, fieldnames=columns, restval="")
             writer.writeheader()
             writer.writerows(rows)
+    failures = sum(1 for row in rows if row["error"])
     print(f"classified {len(cases) - failures}/{len(cases)} subjects; wrote {args.out}/summary.csv")
     return 1 if failures else 0
+
+
+def _summary_row(name: str, case) -> dict:
+    """A classified subject's row of summary.csv."""
+    row = {"subject": name, "verdict": case.summary["verdict"], "n_slices": case.summary["n_slices"],
+           "ff_unit": case.summary["ff_unit_detected"], "error": ""}
+    row.update({f"p_{c}": f"{p:.4f}" for c, p in case.summary["probabilities"].items()})
+    unfamiliar = case.summary.get("unfamiliar")
+    row.update(calibrated="yes" if case.summary.get("calibrated") else "no",
+               unfamiliar_score="" if not unfamiliar else f"{unfamiliar['score']:.2f}",
+               unfamiliar="" if not unfamiliar else ("FLAGGED" if unfamiliar["flagged"] else "no"))
+    for s in case.scores or []:
+        row[f"score_{s.muscle}"] = "" if s.texture_score is None else f"{s.texture_score:.4f}"
+    row["legs"] = "; ".join(f"{leg['side']} {leg['verdict']} {max(leg['probabilities'].values()):.2f}"
+                            for leg in case.summary.get("legs") or [])
+    row["warnings"] = " | ".join(case.summary["warnings"])
+    return row
+
+
+def _error_row(name: str, error: BaseException, tmp: Path, out: str) -> dict:
+    """A failed subject's row (any failure is this subject's row; the others go on), also said on stderr."""
+    # name where the subject's folder was to go, not the temporary folder it was being written to
+    message = _one_line(error).replace(str(tmp), out)
+    print(f"mdtexture: error: {name}: {message}", file=sys.stderr)
+    return {"subject": name, "verdict": "", "error": message}
 
 
 def _one_line(exc: BaseException) -> str:

@@ -89,9 +89,15 @@ def signals_raise():
 
 
 @contextlib.contextmanager
-def _signals_deferred(reraise: bool = True):
-    """Let a signal that arrives inside wait until the block is done; then raise it (``reraise``) or drop it."""
+def signals_deferred(reraise: bool = True):
+    """Let a signal that arrives inside wait until the block is done; then raise it (``reraise``) or drop it.
+
+    Only in the main thread, the one signals interrupt: another thread (batch's writer) is never interrupted, and
+    the main thread waits for it before it commits or removes the folder that thread writes into."""
     global _deferred
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     outer, _deferred = _deferred, []
     try:
         yield
@@ -277,10 +283,10 @@ def atomic_dir(out: str | os.PathLike, command: str, overwrite: bool = False, in
     try:
         yield tmp
         _write_manifest(tmp, command)
-        with _signals_deferred():
+        with signals_deferred():
             check_output_folder(out, inputs, overwrite, what)  # nothing appeared there while we worked
             _move_into_place(tmp, target, what)
     except BaseException:
-        with _signals_deferred(reraise=False):
+        with signals_deferred(reraise=False):
             shutil.rmtree(tmp, ignore_errors=True)
         raise

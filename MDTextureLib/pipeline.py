@@ -2,6 +2,9 @@
 read → classify → heatmap → texture scores → write ``prediction.json``, ``heatmap.nrrd`` (0..1, 0 outside the
 body), ``heatmap_signed.nrrd`` (the same map in logit units before ReLU and scaling), ``texture_scores.csv``,
 ``report.png`` into one folder (atomically).
+
+Reading (:func:`read_case`, every input check) and the rest (:func:`analyse_loaded`) are separate halves of
+:func:`analyse_case`, so that ``batch`` (:mod:`MDTextureLib.batch`) can read the next subject while the network runs.
 """
 
 from __future__ import annotations
@@ -60,13 +63,43 @@ class CaseResult:
     leg_scores: dict = field(default_factory=dict)  # side → muscle scores, when the segmentation covers the leg
 
 
-def analyse_case(inputs: CaseInputs, model: Model, options: CaseOptions = CaseOptions(),
-                 progress=None) -> CaseResult:
-    """Read the inputs, classify, and score the muscles when a segmentation is given. Writes nothing."""
+@dataclass
+class LoadedCase:
+    """A case's inputs read and checked, the network not yet run (:func:`read_case`)."""
+    inputs: CaseInputs
+    series: DixonSeries
+    study_facts: dict  # facts about a DICOM study's series ({} for image files)
+    labels: LabelMap | None
+
+
+def read_case(inputs: CaseInputs) -> LoadedCase:
+    """Read the case's images and segmentation with every input check (files whole, body mask, FF plausibility,
+    water/fat swap, labels on the body). No network and no shared state, so ``batch`` runs it in a thread for
+    the next subject while the network works on this one."""
     series, study_facts = _load_series(inputs)
     labels = read_labels(inputs.segmentation, series.grid) if inputs.segmentation else None
     if labels is not None:
         labels.warnings.extend(label_warnings(labels.layers, labels.names, series.body_mask()))
+    return LoadedCase(inputs=inputs, series=series, study_facts=study_facts, labels=labels)
+
+
+def analyse_case(inputs: CaseInputs, model: Model, options: CaseOptions = CaseOptions(),
+                 progress=None, loaded: LoadedCase | None = None) -> CaseResult:
+    """Read the inputs, classify, and score the muscles when a segmentation is given. Writes nothing.
+
+    ``loaded``: :func:`read_case` of these same inputs, done beforehand (batch reads one subject ahead); then only
+    the network and the scores run here."""
+    if loaded is None:
+        loaded = read_case(inputs)
+    elif loaded.inputs != inputs:
+        raise ValueError("analyse_case: loaded comes from other inputs")
+    return analyse_loaded(loaded, model, options, progress)
+
+
+def analyse_loaded(loaded: LoadedCase, model: Model, options: CaseOptions = CaseOptions(),
+                   progress=None) -> CaseResult:
+    """The network, the heatmap and the texture scores of a case :func:`read_case` has read. Writes nothing."""
+    inputs, series, study_facts, labels = loaded.inputs, loaded.series, loaded.study_facts, loaded.labels
     result = classify_volume(series, model, device=options.device, target_class=options.target_class,
                              batch_size=options.batch_size, progress=progress, side=inputs.side,
                              laterality=dicom_laterality(inputs.study or inputs.ff or inputs.water),

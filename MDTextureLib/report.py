@@ -48,11 +48,7 @@ def write_report(path: str | os.PathLike, ff: np.ndarray, heatmap: np.ndarray, r
                  spacing_mm: tuple, scores: list | None = None, title: str = "", labels: np.ndarray | None = None,
                  label_names: dict | None = None, leg_scores: dict | None = None) -> None:
     """Write ``report.png`` (see :func:`report_figure`)."""
-    import matplotlib.pyplot as plt
-
-    fig = report_figure(ff, heatmap, result_summary, spacing_mm, scores, title, labels, label_names, leg_scores)
-    fig.savefig(path)
-    plt.close(fig)
+    report_figure(ff, heatmap, result_summary, spacing_mm, scores, title, labels, label_names, leg_scores).savefig(path)
 
 
 def report_figure(ff: np.ndarray, heatmap: np.ndarray, result_summary: dict, spacing_mm: tuple,
@@ -61,18 +57,21 @@ def report_figure(ff: np.ndarray, heatmap: np.ndarray, result_summary: dict, spa
     """The report as a matplotlib Figure: FF slices with the heatmap overlaid (and muscle outlines when ``labels``
     are given), slice probabilities, texture scores as bars, and every warning of ``result_summary`` in a text block
     under them. With two legs (``result_summary["legs"]``) the curves and bars are drawn per leg (right solid, left
-    dashed / hatched) and the title gives each leg's verdict."""
-    import matplotlib
+    dashed / hatched) and the title gives each leg's verdict.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    A plain ``Figure`` drawn by the Agg canvas, never registered with pyplot: pyplot's figure list is shared by every
+    thread, while a figure of its own may be drawn in any one thread (``batch`` writes reports in a writer thread).
+    Nothing to close; the figure goes when the last reference does."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     slices = pick_slices(ff.shape[0])
     n_cols = max(len(slices), 3)
     notes = warning_lines(result_summary.get("warnings") or [], width=int(13 * 3.0 * n_cols))  # 8 pt: ~14 chars/inch
     notes_in = 0.16 * len(notes) + (0.2 if notes else 0.0)  # figure height the text block needs
     height_in = 7.2 + notes_in
-    fig = plt.figure(figsize=(3.0 * n_cols, height_in), dpi=90)
+    fig = Figure(figsize=(3.0 * n_cols, height_in), dpi=90)
+    FigureCanvasAgg(fig)
     grid = fig.add_gridspec(2, n_cols, height_ratios=[1.0, 1.0])
     aspect = spacing_mm[1] / spacing_mm[0]
     for col, k in enumerate(slices):
