@@ -336,6 +336,7 @@ def cmd_demo(args) -> int:
     probs = ", ".join(f"{c} {p:.3f}" for c, p in case.summary["probabilities"].items())
     print(f"phantom class (truth): {args.phantom_class}; model {model.name}")
     print(f"verdict: {case.summary['verdict']}  ({probs})   [synthetic phantom, not a clinical result]")
+    print(f"texture scores (Eq. 5) from the heatmap of {case.summary['target_class']}:")
     for s in case.scores:
         score = "absent" if s.texture_score is None else f"{s.texture_score:.2f}"
         print(f"  {s.muscle:>4}: texture score {score:>6}  mean FF {s.mean_ff or 0:5.1f} %  {s.volume_ml:6.1f} mL")

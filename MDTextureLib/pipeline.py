@@ -25,7 +25,8 @@ from .labelcheck import label_warnings, mirrored_labels_warning
 from .labels import LabelMap, read_labels
 from .modelfile import Model
 from .outputs import atomic_dir, describe_os_error
-from .scores import ScoreParameters, scores_as_dicts, texture_scores, write_scores_csv
+from .scores import (ScoreParameters, normal_class_warning, scores_as_dicts, texture_scores,
+                     write_scores_csv)
 
 
 @dataclass
@@ -127,6 +128,11 @@ def analyse_loaded(loaded: LoadedCase, model: Model, options: CaseOptions = Case
         else:
             scores = next(iter(leg_scores.values()))
         summary["texture_scores"] = scores_as_dicts(scores) if scores is not None else []
+        scored = ({leg.side: leg.target_class for leg in result.legs if leg.side in leg_scores}
+                  if len(result.legs) > 1 else {"": result.target_class})
+        note = normal_class_warning(scored)
+        if note:
+            summary["warnings"].append(note)
     summary["texture_score_parameters"] = asdict(options.params)
     summary["body_fraction"] = round(series.body_fraction, 4)  # share of the image inside the body mask
     summary["geometry"] = {"size": list(series.grid.size), "spacing_mm": list(series.grid.spacing),

@@ -140,3 +140,16 @@ def _cell(value) -> str:
 
 def scores_as_dicts(rows: list[MuscleScore]) -> list[dict]:
     return [dict(asdict(r), segments=list(r.segments)) for r in rows]
+
+
+def normal_class_warning(scored_classes: dict) -> str | None:
+    """The warning when texture scores come from the heatmap of the class ``normal`` (``scored_classes``: leg side,
+    or "" for one leg → the class whose heatmap scored it), else None. Eq. (5) counts where a map is high; on the
+    map of ``normal`` that is the evidence for normal tissue, which a reader would take for disease texture."""
+    normal = [side for side, class_name in scored_classes.items() if class_name == "normal"]
+    if not normal:
+        return None
+    where = "" if normal == [""] else f" ({' and '.join(s + ' leg' for s in normal)})"
+    return (f"the texture scores{where} come from the heatmap of the class normal: they show where the evidence for "
+            "normal tissue lies, not disease texture; for a disease's scores use that class's heatmap "
+            "(--target-class DMD or CMD; in Slicer and the browser app, show that class before computing scores)")

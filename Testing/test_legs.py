@@ -92,10 +92,16 @@ def test_two_legs_scores_per_leg_in_json_and_csv(tmp_path):
                         segmentation=write(labels.astype(np.uint16), geometry, tmp_path / "muscles.nrrd"))
     case = analyse_case(inputs, shipped_model())
     assert sorted(case.leg_scores) == ["left", "right"]
-    expected = texture_scores(alone("right").heatmap, dmd.labels, {v: m for v, m in enumerate(
-        ("TA", "EDL", "Per", "TP", "Sol", "LG", "MG"), start=1)}, dmd.ff, (PIXEL_MM, PIXEL_MM, 4.0))
-    for got, want in zip(case.leg_scores["right"], expected):
-        assert got.muscle == want.muscle and got.texture_score == pytest.approx(want.texture_score, abs=0.05)
+    names = {v: m for v, m in enumerate(("TA", "EDL", "Per", "TP", "Sol", "LG", "MG"), start=1)}
+    # Exactly the right leg's own part of the two-leg heatmap on the right leg's labels ...
+    expected = texture_scores(case.result.heatmap[:, :, :MATRIX], dmd.labels, names, dmd.ff, (PIXEL_MM, PIXEL_MM, 4.0))
+    # ... and close to the leg classified alone: the heatmaps differ by a sub-pixel shift of the window, which may
+    # move a muscle's share above the threshold across on a slice (Eq. 5 is a step function; 8 slices here).
+    alone_scores = texture_scores(alone("right").heatmap, dmd.labels, names, dmd.ff, (PIXEL_MM, PIXEL_MM, 4.0))
+    for got, want, single in zip(case.leg_scores["right"], expected, alone_scores):
+        assert got.muscle == want.muscle == single.muscle
+        assert got.texture_score == want.texture_score
+        assert abs(got.texture_score - single.texture_score) <= 2 / 8 + 1e-9
     write_case(case, tmp_path / "out")
     summary = json.loads((tmp_path / "out" / "prediction.json").read_text())
     assert [leg["side"] for leg in summary["legs"]] == ["right", "left"]

@@ -288,3 +288,17 @@ def test_phantom_enters_the_scene_with_its_ground_truth():
         np.testing.assert_array_equal(mask, scan.labels == value)
     assert not any(n.endswith("labels") or n.endswith("_ColorTable") for n in _node_names(scene))
     assert set(CLASSES) >= {scan.truth["class"]}
+
+
+def test_scores_of_the_normal_map_say_they_are_not_disease_texture(scored_scene):
+    """Texture scores computed on the heatmap of the class normal (the verdict of a normal scan, or the class the user
+    shows) are read as disease texture; the Logic says what they are, once per computation, and not for DMD."""
+    s = scored_scene
+    notes = []
+    s.logic.log = notes.append
+    s.logic.computeScores(s.p)
+    assert notes == []
+    s.p.setHeatmap("normal", s.p.heatmap("DMD"))
+    s.p.viewClass = "normal"
+    s.logic.computeScores(s.p)
+    assert len(notes) == 1 and "heatmap of the class normal" in notes[0] and "not disease texture" in notes[0]

@@ -20,6 +20,7 @@ from ..constants import CLASSES
 from ..errors import InputError
 from ..io import DixonSeries, normalise_ff
 from ..modelcard import default_model_path, read_card
+from ..scores import normal_class_warning
 from .case_files import load_case_files, load_study_folder
 from .display import LAYOUT_FOUR_UP_PLOT_TABLE, OVERLAY_TITLES, heatmap_node, set_foreground_opacity, \
     show_color_legend, show_in_slice_views, style_heatmap
@@ -455,6 +456,9 @@ class MDTextureLogic:
             "heatmapClass": p.viewClass, "heatmap": heat.GetName(), "segmentation": p.segmentation.GetName(),
             "ff": p.ff.GetName(), "model": p.modelName, "modelSha256": p.modelSha256})
         self.groupOutputs(p)
+        note = normal_class_warning({"": p.viewClass})
+        if note:
+            self.log(note)
         return rows
 
     def computeLegScores(self, p: Optional[MDTextureParameters] = None) -> Optional[dict]:
