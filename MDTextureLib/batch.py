@@ -50,6 +50,7 @@ def run_subjects(subjects: list[tuple[str, CaseInputs]], model: Model, options: 
                 writing = None
             if case is None:
                 report(name, None, error)
+                error = None  # its traceback holds the failed subject's images: not kept through the next network
             else:
                 writing = (name, case, writer.submit(pipeline.write_case, case, out_dir / name, options, title=name,
                                                      command="batch"))

@@ -451,21 +451,24 @@ def exit_process(code: int):
 
     Every output is written and closed by now (outputs.atomic_dir), and freeing torch's, numpy's and matplotlib's
     objects one by one before exiting costs about 0.4 s of a 3 s ``classify`` for nothing. What a normal exit does
-    that matters still happens: threads still running are waited for, atexit handlers run (temporary folders are
-    removed, logging flushed) and both streams are flushed.
+    that matters still happens, in CPython's order: thread pools left open are told to stop and threads still
+    running are waited for, atexit handlers run (temporary folders are removed, logging flushed) and both streams
+    are flushed — and output that could not be written makes the exit status 120, as Python's own exit does.
     """
     import atexit
     import threading
 
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    threading._shutdown()  # what the interpreter's exit calls: wakes idle pool workers (serve's asyncio), then joins
     atexit._run_exitfuncs()  # CPython's own exit path runs these; os._exit alone would skip them
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed or broken pipe: nothing more can be said
-            pass
+        except (OSError, ValueError) as exc:  # a full disk or a broken pipe: the output is lost, say so if we can
+            code = code or 120
+            try:
+                os.write(2, f"mdtexture: could not write the output: {exc}\n".encode())
+            except OSError:
+                pass
     os._exit(code)
 
 

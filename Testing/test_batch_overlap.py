@@ -128,7 +128,7 @@ def test_each_error_is_its_own_subjects_row_in_order(subjects, tmp_path, model_f
     assert [ln.split(":")[2].strip() for ln in errors] == ["s1", "s2"]
 
 
-def instrument(monkeypatch, events: list, pause_s: float = 0.15):
+def instrument(monkeypatch, events: list, pause_s: float = 0.3):
     """Record (stage, subject index, thread, start, end) of every reading, network and writing; each waits
     ``pause_s`` so that overlap, where there is any, is longer than the scheduler's noise."""
     import MDTextureLib.pipeline as pipeline

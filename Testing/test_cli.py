@@ -201,6 +201,29 @@ def test_console_script_exit_keeps_what_a_normal_exit_does(tmp_path):
     assert not Path(left_open.read_text()).exists()
 
 
+def test_console_script_exit_stops_idle_thread_pools():
+    """A thread pool left open (serve's asyncio executor) must not keep the process alive: the quick exit stops it as
+    the interpreter's own exit does (it hung after Ctrl-C in `mdtexture serve`)."""
+    code = ("import concurrent.futures as cf, MDTextureLib.cli as cli\n"
+            "pool = cf.ThreadPoolExecutor(1); pool.submit(int).result()\n"
+            "cli.main = lambda argv=None: 0\n"
+            "cli.run()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_console_script_exit_reports_output_it_could_not_write(tmp_path):
+    """Output lost on a full disk is an error (exit status 120, as Python's own exit), not a silent success."""
+    import os
+
+    code = "import MDTextureLib.cli as cli\ncli.main = lambda argv=None: print('verdict') or 0\ncli.run()\n"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-c", code], stdout=full, stderr=subprocess.PIPE, text=True, env=env,
+                              timeout=60)
+    assert proc.returncode == 120 and "could not write the output" in proc.stderr
+
+
 def test_help_does_not_load_torch():
     """Building the whole parser (every subcommand) must stay light: `mdtexture --help` should answer at once."""
     code = ("import sys; from MDTextureLib.cli import build_parser; build_parser(); "

@@ -302,7 +302,8 @@ def test_quick_evaluate_all_end_to_end(tiny_cohort, tmp_path):
         assert 0.5 < uniform < 1.5  # a structureless map gives Per about its voxel share
         assert "### Headline" in (out / "localisation" / "localisation.md").read_text()
         t3 = json.loads((out / "table3" / "table3.json").read_text())["headline"]
-        assert {"icam28", "icam28|slice", "icam28|fat", "icam28|fat-pooled", "ff-pooled-8", "muscle mean FF"} <= set(t3)
+        assert {"icam28", "icam28|slice", "icam28|fat", "icam28|fat-pooled", "ff-pooled-8",
+                "muscle mean FF"} <= set(t3)
         t3_pairs = json.loads((out / "table3" / "table3.json").read_text())["pairs"]  # the first network's own map
         assert t3["icam28"]["n_pairs_DMD"] == sum(p["class"] == "DMD" for p in t3_pairs)
         assert t3["icam28"]["n_pairs_DMD + CMD"] == sum(p["class"] in ("DMD", "CMD") for p in t3_pairs)
@@ -329,8 +330,9 @@ def test_quick_evaluate_all_end_to_end(tiny_cohort, tmp_path):
                        "--quiet"])
         assert args.func(args) == 0
         keys = set(json.loads((only / "localisation.json").read_text())["summary"])
-        assert keys == {"reference/random", "reference/ff", "reference/involvement", "reference/ff-pooled-8", "icam28/icam",
-                        "icam28/icam-slice", "icam28/gradcam", "icam28/gradcam++", "icam28/layercam", "icam28/fat"}
+        assert keys == {"reference/random", "reference/ff", "reference/involvement", "reference/ff-pooled-8",
+                        "icam28/icam", "icam28/icam-slice", "icam28/gradcam", "icam28/gradcam++", "icam28/layercam",
+                        "icam28/fat"}
     finally:
         torch.set_num_threads(threads)
 

@@ -248,6 +248,12 @@ def test_two_legs_each_leg_verdict_and_scores_equal_the_command_line(tmp_path):
     session.compute_scores()
     assert {row["leg"] for row in session.state.score_rows} == {"right", "left"}
     assert session.scores_csv() == (out / "texture_scores.csv").read_text(encoding="utf-8")
+    # The left leg's rows come from the normal class's map: the page says so as the command line does, once, even
+    # when the scores are computed again.
+    cli_note = [w for w in expected["warnings"] if "heatmap of the class normal" in w]
+    assert len(cli_note) == 1 and "(left leg)" in cli_note[0]
+    session.compute_scores()
+    assert [w for w in session.state.warnings if "heatmap of the class normal" in w] == cli_note
 
 
 def test_serve_refuses_a_missing_data_root_and_warns_off_localhost(tmp_path, capsys):

@@ -438,8 +438,10 @@ class MDTextureLogic:
         ff, _unit = normalise_ff(array_of_volume(p.ff, "fat-fraction volume"), p.ffUnit)
         return array_of_volume(heat, "heatmap"), ff, ff_grid
 
-    def computeScores(self, p: Optional[MDTextureParameters] = None) -> list:
-        """Texture-score table from the shown heatmap and the segmentation, each segment on its own mask."""
+    def computeScores(self, p: Optional[MDTextureParameters] = None, classNote: bool = True) -> list:
+        """Texture-score table from the shown heatmap and the segmentation, each segment on its own mask. When the
+        shown heatmap is the class normal's, a note says that the scores are not disease texture (``classNote``
+        False: the caller shows other rows, e.g. :meth:`computeLegScores`', which say so for their own classes)."""
         p = p or self.getParameterNode()
         heatmap, ff, ff_grid = self.scoreInputs(p)
         if p.segmentation is None:
@@ -456,7 +458,7 @@ class MDTextureLogic:
             "heatmapClass": p.viewClass, "heatmap": heat.GetName(), "segmentation": p.segmentation.GetName(),
             "ff": p.ff.GetName(), "model": p.modelName, "modelSha256": p.modelSha256})
         self.groupOutputs(p)
-        note = normal_class_warning({"": p.viewClass})
+        note = normal_class_warning({"": p.viewClass}) if classNote else None
         if note:
             self.log(note)
         return rows
@@ -482,6 +484,9 @@ class MDTextureLogic:
                 continue
             heat = array_of_volume(p.heatmap(leg["target_class"]), "heatmap")
             out[leg["side"]] = score_segments(heat, leg_masks, ff, ff_grid.spacing, p.scoreParameters())
+        note = normal_class_warning({leg["side"]: leg["target_class"] for leg in legs if leg["side"] in out})
+        if note:  # as `mdtexture classify` says it for the same legs
+            self.log(note)
         return out
 
     def defaultExportPath(self, p: MDTextureParameters) -> str:

@@ -53,7 +53,8 @@ class WebSession:
 
     # -- messages -------------------------------------------------------------------------------------------
     def _note(self, text: str) -> None:
-        self.state.warnings = [*self.state.warnings, text]
+        if text not in self.state.warnings:  # computing the scores again says the same once
+            self.state.warnings = [*self.state.warnings, text]
 
     def _fail(self, exc: BaseException) -> None:
         """Show a user mistake as its one line; anything else as one line too, with the trace in the log only."""
@@ -303,8 +304,8 @@ class WebSession:
     def compute_scores(self):
         p = self.p
         p.threshold = float(self.state.score_threshold)
-        rows = self.logic.computeScores(p)
         by_leg = self.logic.computeLegScores(p)  # two legs: each scored on its own, as the command line does
+        rows = self.logic.computeScores(p, classNote=by_leg is None)  # the rows shown say which class they are of
         self.score_rows = by_leg if by_leg else rows
         self.state.score_rows = ([graphics.score_row(r, side) for side, leg_rows in by_leg.items() for r in leg_rows]
                                  if by_leg else [graphics.score_row(r) for r in rows])

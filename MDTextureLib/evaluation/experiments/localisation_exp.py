@@ -161,10 +161,11 @@ def run_localisation(ctx: Context, out: Path) -> dict:
               "Gradient methods are computed on the same trained networks at the map stage (the layer whose "
               "resolution the network's own map has). Reference rows: i.i.d. random map on a coarse grid, the "
               "FF image itself, the involvement mask itself (the truth as a map: AUC 1, and the most any map can "
-              "give the class-specific muscles on this cohort), and the **ceiling**: the FF image on the model window average-pooled to a "
-              "network's map resolution, upsampled and scaled like a map (what a map of that resolution could show by "
-              "following fat). Own maps are shown under two rules: the volume maximum (as `classify` did so far) "
-              "and 'per slice within the leg' (0 outside the body, each slice over its own maximum in the leg). "
+              "give the class-specific muscles on this cohort), and the **ceiling**: the FF image on the model "
+              "window average-pooled to a network's map resolution, upsampled and scaled like a map (what a map "
+              "of that resolution could show by following fat). Own maps are shown under two rules: the volume "
+              "maximum (as `classify` did so far) and 'per slice within the leg' (0 outside the body, each slice "
+              "over its own maximum in the leg). "
               "Mean over scans (n in the JSON).", ""]
     label = map_label
     lines += headline(agg)

@@ -87,8 +87,8 @@ def _map_name(name: str) -> str:
     if name.endswith("|fat"):
         return VARIANT_LABELS.get(name[:-4], name[:-4]) + " — fat attribution (gradient × FF), per slice"
     if name.endswith("|fat-pooled"):
-        return (VARIANT_LABELS.get(name[:-11], name[:-11]) + " — fat attribution pooled to the map's resolution, "
-                "per slice")
+        variant = name.removesuffix("|fat-pooled")
+        return VARIANT_LABELS.get(variant, variant) + " — fat attribution pooled to the map's resolution, per slice"
     return VARIANT_LABELS.get(name, name)
 
 
