@@ -353,7 +353,10 @@ def test_batch_size_zero_is_refused_by_the_parser(command, capsys):
 # ---- signals ----------------------------------------------------------------------------------------------------
 
 CHILD = """
-import importlib, pathlib, sys, time
+import importlib, pathlib, signal, sys, time
+# A terminal session's SIGHUP, whatever the test runner inherited (under nohup it is ignored, and MDTexture rightly
+# leaves an ignored signal alone).
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
 module_name, function_name = sys.argv[2].split(":")
 module = importlib.import_module(module_name)
 real = getattr(module, function_name)
