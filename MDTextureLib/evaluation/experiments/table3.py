@@ -132,16 +132,17 @@ def run_table3(ctx: Context, out: Path, variant: str | None = None) -> dict:
     # so over all pairs ρ also rewards a map of the class "normal" that leaves the muscles cold; within DMD or CMD
     # scans it says whether the more involved muscles of a scan score higher.
     groups = {"all": None, "DMD + CMD": ("DMD", "CMD"), "DMD": ("DMD",), "CMD": ("CMD",)}
-    headline = {}
-    for name, sel in list(by_map.items()) + [("muscle mean FF", None)]:
-        col = 2 if sel is not None else 4
-        sel = sel if sel is not None else next(iter(by_map.values()))
+
+    def rho_by_group(sel, column):
         entry = {}
         for group, classes in groups.items():
-            r, n = rho([q for q in sel if classes is None or q[0] in classes], col, 3)
+            r, n = rho([q for q in sel if classes is None or q[0] in classes], column, 3)
             entry["spearman_score_vs_involvement" if group == "all" else f"spearman_{group}"] = r
             entry["n_pairs" if group == "all" else f"n_pairs_{group}"] = n
-        headline[name] = entry
+        return entry
+
+    headline = {name: rho_by_group(sel, 2) for name, sel in by_map.items()}  # the texture score
+    headline["muscle mean FF"] = rho_by_group(pairs, 4)  # the same pairs' measured mean FF
 
     def mean_row(rows, key):
         return [float(np.mean([r[key][m] for r in rows if r[key][m] is not None]))
