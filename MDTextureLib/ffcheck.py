@@ -51,6 +51,10 @@ MIN_SHELL_VOXELS = 30
 BODY_WIDE_SWAP_SHARE = 0.8
 
 
+#: Stride of the voxel sample in which :func:`refuse_degenerate` looks for a fractional value first.
+FRACTION_SAMPLE_STEP = 997
+
+
 def refuse_degenerate(ff: np.ndarray, what: str = "fat-fraction image") -> None:
     """InputError for an FF image that is all zero, one constant value, or a labelmap (few distinct integers).
     ``ff`` holds finite values only."""
@@ -60,7 +64,10 @@ def refuse_degenerate(ff: np.ndarray, what: str = "fat-fraction image") -> None:
     lo, hi = float(ff.min()), float(ff.max())
     if lo == hi:
         raise InputError(f"{what} has the same value {lo:.4g} in all {n} voxels: not a fat-fraction map")
-    if not np.array_equal(ff, np.round(ff)):  # any fractional value: no labelmap (and no costly np.unique)
+    # Any fractional value: no labelmap (and no costly np.unique). A fat-fraction map shows one among a few thousand
+    # voxels spread over the volume, so the whole volume is rounded only when that sample holds integers alone.
+    sample = ff.ravel()[::FRACTION_SAMPLE_STEP]
+    if not np.array_equal(sample, np.round(sample)) or not np.array_equal(ff, np.round(ff)):
         return
     values = np.unique(ff)
     if values.size <= LABEL_MAX_DISTINCT:

@@ -113,9 +113,16 @@ def mask_window(mask_zyx: np.ndarray, geometry: StackGeometry, device: torch.dev
 
 
 def make_stacks(slices_model: torch.Tensor) -> torch.Tensor:
-    """(Z, S, S) resampled slices → (Z, 3, S, S) stacks of slices k−1, k, k+1."""
-    idx = torch.as_tensor(stack_indices(slices_model.shape[0]), device=slices_model.device)
-    return slices_model[idx]
+    """(Z, S, S) resampled slices → (Z, 3, S, S) stacks of slices k−1, k, k+1 (edges as ``stack_indices``), in
+    channels-last memory order, the order the CPU convolutions run fastest on.
+
+    The stacks are a sliding window over the edge-padded slices, copied once into channels-last: gathering them by
+    index and reordering afterwards took 3-5× as long (two copies of 3·Z slices instead of one).
+    """
+    z = slices_model.shape[0]
+    padded = torch.cat([slices_model[:1], slices_model, slices_model[-1:]]) if z > 1 else slices_model.expand(3, -1, -1)
+    windows = padded.unfold(0, 3, 1)  # (Z, S, S, 3): a view, no copy
+    return windows.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
 
 
 def maps_to_native(maps: torch.Tensor, geometry: StackGeometry, box_yx: tuple | None = None) -> torch.Tensor:

@@ -41,6 +41,20 @@ def test_a_labelmap_given_as_ff_is_refused(normal6):
         series_from_arrays(grid_of(normal6), ff=normal6.labels.astype(np.float32))
 
 
+def test_fractions_only_between_the_sampled_voxels_still_mean_no_labelmap():
+    """The fractional-value check looks at a sparse sample first; a volume whose sample happens to hold integers
+    alone is judged on every voxel (here: integers everywhere but one voxel off the sample)."""
+    from MDTextureLib.ffcheck import FRACTION_SAMPLE_STEP, refuse_degenerate
+
+    ff = np.zeros((4, 64, 64), np.float32)
+    ff[:, 16:48, 16:48] = 3.0
+    ff.ravel()[FRACTION_SAMPLE_STEP + 1] = 0.5
+    refuse_degenerate(ff)  # not refused: one fractional value is no labelmap
+    ff.ravel()[FRACTION_SAMPLE_STEP + 1] = 2.0
+    with pytest.raises(InputError, match="labelmap"):
+        refuse_degenerate(ff)
+
+
 # --- units -------------------------------------------------------------------------------------------------------
 
 def test_nine_outliers_neither_flip_a_fraction_map_to_percent_nor_block_it(normal6):

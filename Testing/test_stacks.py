@@ -22,6 +22,15 @@ def test_make_stacks_puts_neighbours_in_channels():
     assert stacks[0, :, 0, 0].tolist() == [0.0, 0.0, 1.0]
 
 
+@pytest.mark.parametrize("n_slices", [1, 2, 3, 7])
+def test_make_stacks_is_the_index_gather_in_channels_last_order(n_slices):
+    """The sliding-window stacks are exactly slices[stack_indices], already in the layout the network runs on."""
+    slices = torch.randn(n_slices, 6, 5)
+    stacks = make_stacks(slices)
+    assert torch.equal(stacks, slices[torch.as_tensor(stack_indices(n_slices))])
+    assert stacks.is_contiguous(memory_format=torch.channels_last)
+
+
 def _disc(rows, cols, spacing_mm, radius_mm, centre_mm):
     yy, xx = np.mgrid[0:rows, 0:cols]
     x_mm, y_mm = (xx + 0.5) * spacing_mm[0], (yy + 0.5) * spacing_mm[1]
