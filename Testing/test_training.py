@@ -180,6 +180,20 @@ def test_subject_folds_never_share_a_subject(tiny_cohort):
         check_folds(items, leaky)
 
 
+def test_accuracy_by_severity_band_counts_hits_and_verdicts():
+    from MDTextureLib.training.evaluate import accuracy_by, severity_band
+
+    assert severity_band("normal", 0.0) == "normal"
+    assert severity_band("DMD", 0.05).startswith("slight") and severity_band("CMD", 0.15).startswith("moderate")
+    assert severity_band("DMD", 0.9).startswith("marked") and severity_band("DMD", float("nan")) is None
+    rows = [{"band": "a", "correct": True, "verdict": "DMD"}, {"band": "a", "correct": False, "verdict": "normal"},
+            {"band": "b", "correct": False, "verdict": "CMD"}, {"band": None, "correct": True, "verdict": "DMD"}]
+    groups = accuracy_by(rows, "band")
+    assert list(groups) == ["a", "b"] and list(accuracy_by(rows, "band", ["b"])) == ["b", "a"]
+    assert groups["a"]["scans"] == 2 and groups["a"]["accuracy"] == 0.5
+    assert groups["a"]["verdicts"] == {"DMD": 1, "CMD": 0, "normal": 1} and groups["b"]["accuracy"] == 0.0
+
+
 def test_markdown_report_has_fold_columns_and_paper_column():
     res = {"icam14": {"folds": [{"scan_accuracy": 1.0, "slice_accuracy": 0.9}, {"scan_accuracy": 0.5,
                                                                               "slice_accuracy": 0.7}],
@@ -258,6 +272,17 @@ def test_train_command_writes_a_loadable_model_with_log_and_curve(tiny_cohort, t
     ev = json.loads((out / "evaluation.json").read_text())
     assert ev["n_scans"] == 6 and 0 <= ev["scan_accuracy"] <= 1 and len(ev["scans"]) == 6
     assert "scan accuracy" in capsys.readouterr().out
+    # Where the misses are: every scan in one severity band and one pattern family, as the cohort says.
+    import csv
+    from MDTextureLib.training.evaluate import severity_band
+    cohort = {r["folder"]: r for r in csv.DictReader((tiny_cohort / "cohort.csv").open())}
+    for row in ev["scans"]:
+        assert row["severity_band"] == severity_band(row["truth"], float(cohort[row["scan"]]["severity"]))
+        assert row["pattern_family"] == cohort[row["scan"]]["pattern_family"]
+    for key in ("by_severity", "by_pattern_family"):
+        assert sum(g["scans"] for g in ev[key].values()) == 6
+        assert sum(g["correct"] for g in ev[key].values()) == sum(r["correct"] for r in ev["scans"])
+    assert "| severity | scans |" in (out / "evaluation.md").read_text()
     card2 = json.loads(stem.with_suffix(".json").read_text())
     assert card2["metrics"]["held_out"][0]["n_scans"] == 6 and card2["sha256"] == card["sha256"]
     load_model(stem.with_suffix(".json"))  # still loads

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import time
@@ -347,7 +348,8 @@ def cmd_evaluate_model(args) -> int:
     from ..inference import pick_device
     from ..outputs import atomic_dir, check_output_folder
     from ..precision import resolve_precision
-    from .evaluate import evaluate_items, markdown_confusion, per_class_accuracy
+    from .evaluate import (accuracy_by, evaluate_items, markdown_breakdown, markdown_confusion, per_class_accuracy,
+                           severity_band, severity_bands)
 
     if args.out:
         check_output_folder(args.out, [args.data, *model_input_paths(args.model)], args.overwrite)
@@ -362,6 +364,14 @@ def cmd_evaluate_model(args) -> int:
                             precision=precision)
     finally:
         close()
+    for row, record in zip(ev.rows, records):  # items_from_records keeps the records' order
+        severity = float(record.severity)
+        row.update(severity=None if not math.isfinite(severity) else round(severity, 4),
+                   severity_band=severity_band(record.class_name, severity),
+                   pattern_family=record.pattern_family or None)
+    # Where the misses are: by disease severity and by the phantom's pattern family (cohorts that record them).
+    breakdown = {"by_severity": accuracy_by(ev.rows, "severity_band", severity_bands()),
+                 "by_pattern_family": accuracy_by(ev.rows, "pattern_family", ["normal"])}
     command = shlex.join(["mdtexture", "evaluate-model", "--model", _name(model.path) if model.path else "(shipped)",
                           "--data", _name(args.data), "--precision", precision])
     source = args.data_note or Path(args.data).name
@@ -369,6 +379,7 @@ def cmd_evaluate_model(args) -> int:
                "scan_accuracy": ev.scan_accuracy, "slice_accuracy": ev.slice_accuracy, "n_scans": ev.n_scans,
                "n_slices": ev.n_slices, "confusion_scan": ev.confusion, "precision": precision,
                "per_class_scan_accuracy": per_class_accuracy(ev.confusion),
+               **{k: v for k, v in breakdown.items() if v},
                "wall_time_s": round(time.perf_counter() - t0, 1)}
     print(f"model {model.name} ({model.sha256[:12]}…) on {source}: scan accuracy {ev.scan_accuracy:.3f} "
           f"({ev.n_scans} scans), slice accuracy {ev.slice_accuracy:.3f} ({ev.n_slices} slices)")
@@ -382,7 +393,10 @@ def cmd_evaluate_model(args) -> int:
             (tmp / "evaluation.md").write_text(
                 f"Model `{model.name}` on {source}: scan accuracy {100 * ev.scan_accuracy:.1f} % "
                 f"({ev.n_scans} scans), slice accuracy {100 * ev.slice_accuracy:.1f} % ({ev.n_slices} slices).\n\n"
-                f"Command: `{command}`\n\n" + markdown_confusion(ev.confusion) + "\n")
+                f"Command: `{command}`\n\n" + markdown_confusion(ev.confusion) + "\n"
+                + "".join(f"\n{markdown_breakdown(groups, title)}\n" for title, groups in
+                          (("severity", breakdown["by_severity"]), ("pattern family", breakdown["by_pattern_family"]))
+                          if groups))
         print(f"wrote {args.out}/evaluation.json and evaluation.md")
     if args.record_in_card:
         if model.path is None:

@@ -7,6 +7,7 @@ report test accuracy of held-out subjects.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -41,6 +42,57 @@ def per_class_accuracy(confusion: list) -> dict:
         total = sum(confusion[i])
         out[c] = round(confusion[i][i] / total, 4) if total else None
     return out
+
+
+#: Disease severity bands of the phantom (cohort.csv ``severity``, 0-1), named by the leg's mean excess FF they give
+#: on the texture cohort (phantom.disease: 0.62 · severity^1.6): below 0.15 the excess is under 3 %, inside the
+#: spread of healthy Dixon FF; 0.4 gives about +14 %.
+SEVERITY_BANDS = ((0.15, "slight (severity < 0.15, leg FF +3 % or less)"),
+                  (0.40, "moderate (0.15-0.40, +3 to +14 %)"),
+                  (float("inf"), "marked (>= 0.40, more than +14 %)"))
+
+
+def severity_band(class_name: str, severity: float | None) -> str | None:
+    """The band of a scan's severity: 'normal' for the normal class, None when the cohort records none."""
+    if class_name == "normal":
+        return "normal"
+    if severity is None or not math.isfinite(severity):
+        return None
+    return next(name for edge, name in SEVERITY_BANDS if severity < edge)
+
+
+def severity_bands() -> list[str]:
+    """Every band :func:`severity_band` gives, mildest first."""
+    return ["normal"] + [name for _, name in SEVERITY_BANDS]
+
+
+def accuracy_by(rows: Sequence[dict], key: str, order: Sequence[str] | None = None) -> dict:
+    """Scan accuracy of the rows grouped by ``row[key]`` (rows without a value left out), groups in ``order``
+    (values not in it after, sorted), else sorted: {value: {"scans", "correct", "accuracy", "verdicts": {class:
+    count}}}."""
+    out = {}
+    for row in rows:
+        value = row.get(key)
+        if value in (None, ""):
+            continue
+        g = out.setdefault(value, {"scans": 0, "correct": 0, "verdicts": {c: 0 for c in CLASSES}})
+        g["scans"] += 1
+        g["correct"] += int(bool(row["correct"]))
+        g["verdicts"][row["verdict"]] += 1
+    for g in out.values():
+        g["accuracy"] = round(g["correct"] / g["scans"], 4)
+    rank = {v: i for i, v in enumerate(order or ())}
+    return {v: out[v] for v in sorted(out, key=lambda v: (rank.get(v, len(rank)), str(v)))}
+
+
+def markdown_breakdown(groups: dict, title: str) -> str:
+    """A table of :func:`accuracy_by`'s groups: scans, accuracy, and what they were called."""
+    lines = [f"| {title} | scans | accuracy (%) | " + " | ".join(f"called {c}" for c in CLASSES) + " |",
+             "|---|---:|---:|" + "---:|" * len(CLASSES)]
+    for name, g in groups.items():
+        lines.append(f"| {name} | {g['scans']} | {100 * g['accuracy']:.1f} | "
+                     + " | ".join(str(g["verdicts"][c]) for c in CLASSES) + " |")
+    return "\n".join(lines)
 
 
 def evaluate_items(model: Model, items: Sequence[ScanItem], device="cpu", batch_size: int = 16,
