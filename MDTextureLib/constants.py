@@ -70,3 +70,10 @@ DEFAULT_SIZE_PX = 224
 #: maximum inside the leg over the whole volume (the rule before issue 12, kept so evaluation can compare).
 HEATMAP_NORMALISATIONS = ("slice", "volume")
 DEFAULT_HEATMAP_NORMALISATION = "slice"
+
+#: Disease severity bands of the phantom (cohort.csv ``severity``, 0-1), named by the leg's mean excess FF they give
+#: on the texture cohort (``phantom.disease``: 0.62 · severity^1.6): below 0.15 the excess is under 3 %, within the
+#: spread of healthy Dixon FF; 0.4 gives about +14 %. ``evaluate-model`` reports accuracy per band.
+SEVERITY_BANDS = ((0.15, "slight (severity < 0.15, leg FF +3 % or less)"),
+                  (0.40, "moderate (0.15-0.40, +3 to +14 %)"),
+                  (float("inf"), "marked (>= 0.40, more than +14 %)"))

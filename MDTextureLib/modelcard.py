@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+from .constants import SEVERITY_BANDS
 from .errors import InputError
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
@@ -43,3 +44,20 @@ def read_card(path: str | os.PathLike) -> dict:
         return json.loads(card_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"model card {card_path.name} is not valid JSON ({getattr(exc, 'msg', exc)})") from None
+
+
+def slight_disease_note(card: dict) -> str | None:
+    """What a normal verdict of this model cannot rule out, from its card: how many of the scans with slight disease
+    (the mildest of ``SEVERITY_BANDS``) in its held-out records (``metrics.held_out``, written by ``evaluate-model
+    --record-in-card``) it called normal. None when the card records no such scan called normal."""
+    slight = SEVERITY_BANDS[0][1]
+    scans = called_normal = 0
+    for record in (card.get("metrics") or {}).get("held_out") or []:
+        band = (record.get("by_severity") or {}).get(slight)
+        if band:
+            scans += int(band["scans"])
+            called_normal += int(band["verdicts"].get("normal", 0))
+    if not called_normal:
+        return None
+    return (f"a normal verdict does not rule out slight disease: of {scans} held-out phantom scans with slight "
+            f"disease (leg FF at most 3 % above normal), this model called {called_normal} normal (model card)")

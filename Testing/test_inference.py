@@ -101,3 +101,44 @@ def test_cancel_and_bad_arguments(series):
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="no CUDA GPU"):
             classify_volume(series, model, device="cuda")
+
+
+class Says(torch.nn.Module):
+    """A stand-in network that gives every slice the same verdict (logit 5 for one class), with flat maps."""
+
+    stages = ("layer2", "layer3")
+
+    def __init__(self, class_name: str):
+        super().__init__()
+        self.index = CLASSES.index(class_name)
+
+    def forward_with_maps(self, x):
+        logits = torch.zeros(x.shape[0], 3)
+        logits[:, self.index] = 5.0
+        return logits, torch.ones(x.shape[0], 3, 28, 28)
+
+
+def _card_with_slight_disease_record(called_normal: int, scans: int = 14) -> dict:
+    from MDTextureLib.constants import SEVERITY_BANDS
+
+    card = new_card("icam28")
+    verdicts = {"DMD": scans - called_normal, "CMD": 0, "normal": called_normal}
+    card["metrics"] = {"held_out": [
+        {"data_source": "test cohort", "by_severity": {SEVERITY_BANDS[0][1]: {"scans": scans, "verdicts": verdicts}}},
+        {"data_source": "older record without a breakdown"}]}
+    return card
+
+
+@pytest.mark.parametrize("says, called_normal, noted", [("normal", 5, True), ("DMD", 5, False), ("normal", 0, False)])
+def test_a_normal_verdict_carries_what_the_model_was_measured_to_miss(series, says, called_normal, noted):
+    """The demo's DMD phantom (slight disease) is called normal: a normal verdict says, from the model card, how many
+    held-out phantom scans with slight disease the model called normal; other verdicts and clean records say nothing."""
+    model = Model(net=Says(says), card=_card_with_slight_disease_record(called_normal))
+    result = classify_volume(series, model, device="cpu")
+    assert result.verdict == says
+    notes = [w for w in result.warnings if "does not rule out slight disease" in w]
+    if noted:
+        assert notes == ["a normal verdict does not rule out slight disease: of 14 held-out phantom scans with slight "
+                         "disease (leg FF at most 3 % above normal), this model called 5 normal (model card)"]
+    else:
+        assert notes == []

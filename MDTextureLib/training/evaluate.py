@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..constants import CLASSES
+from ..constants import CLASSES, SEVERITY_BANDS
 from ..inference import classify_volume
 from ..modelfile import Model
 from .dataset import ScanItem
@@ -42,14 +42,6 @@ def per_class_accuracy(confusion: list) -> dict:
         total = sum(confusion[i])
         out[c] = round(confusion[i][i] / total, 4) if total else None
     return out
-
-
-#: Disease severity bands of the phantom (cohort.csv ``severity``, 0-1), named by the leg's mean excess FF they give
-#: on the texture cohort (phantom.disease: 0.62 · severity^1.6): below 0.15 the excess is under 3 %, inside the
-#: spread of healthy Dixon FF; 0.4 gives about +14 %.
-SEVERITY_BANDS = ((0.15, "slight (severity < 0.15, leg FF +3 % or less)"),
-                  (0.40, "moderate (0.15-0.40, +3 to +14 %)"),
-                  (float("inf"), "marked (>= 0.40, more than +14 %)"))
 
 
 def severity_band(class_name: str, severity: float | None) -> str | None:
