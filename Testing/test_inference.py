@@ -142,3 +142,17 @@ def test_a_normal_verdict_carries_what_the_model_was_measured_to_miss(series, sa
                          "disease (leg FF at most 3 % above normal), this model called 5 normal (model card)"]
     else:
         assert notes == []
+
+
+def test_the_slight_disease_note_reaches_prediction_json(leg_files, tmp_path):
+    """The note travels with the other warnings: prediction.json (hence report.png, summary.csv and the apps)."""
+    import json
+
+    from MDTextureLib.pipeline import CaseInputs, CaseOptions, analyse_case, write_case
+
+    model = Model(net=Says("normal"), card=_card_with_slight_disease_record(5))
+    options = CaseOptions(device="cpu", report=False)
+    write_case(analyse_case(CaseInputs(ff=str(leg_files["ff"])), model, options), tmp_path / "out", options)
+    summary = json.loads((tmp_path / "out" / "prediction.json").read_text())
+    assert summary["verdict"] == "normal"
+    assert any(w.startswith("a normal verdict does not rule out slight disease: of 14") for w in summary["warnings"])
