@@ -29,7 +29,7 @@ from .constants import CLASSES, DEFAULT_HEATMAP_NORMALISATION, HEATMAP_NORMALISA
 from .errors import InputError
 from .io import DixonSeries, Grid
 from .legs import Leg, column_mask, find_legs
-from .modelcard import slight_disease_note
+from .modelcard import verdict_notes
 from .modelfile import Model
 from .orientation import Orientation, model_leg_side, orientation_for
 from .precision import forward_with_maps, inference_net, resolve_precision
@@ -415,10 +415,7 @@ def classify_volume(series: DixonSeries, model: Model, device: str | torch.devic
         notes.append("the legs disagree: " + ", ".join(
             f"{r.side} leg {r.verdict} ({float(r.probabilities.max()):.2f})" for r in results)
             + f"; the verdict is the more abnormal leg's ({lead.side})")
-    if lead.verdict == "normal":
-        limit = slight_disease_note(model.card)  # what this model has been measured to miss, from its card
-        if limit:
-            notes.append(limit)
+    notes += verdict_notes(model.card, lead.verdict)  # what this model was measured to miss, from its card
     if not model.trained:
         notes.append(f"model {model.name} is untrained (random weights): the verdict means nothing")
     return VolumeResult(probabilities=lead.probabilities, slice_probabilities=lead.slice_probabilities,

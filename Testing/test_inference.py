@@ -156,3 +156,24 @@ def test_the_slight_disease_note_reaches_prediction_json(leg_files, tmp_path):
     summary = json.loads((tmp_path / "out" / "prediction.json").read_text())
     assert summary["verdict"] == "normal"
     assert any(w.startswith("a normal verdict does not rule out slight disease: of 14") for w in summary["warnings"])
+
+
+def test_a_verdict_names_the_pattern_families_of_another_class_it_mostly_took_for_its_own():
+    """Summed over the card's held-out records: diffuse CMD called DMD in 4 of 5 scans is named on a DMD verdict;
+    a family called DMD in 1 of 4 is not, nor are DMD's own families, nor a record without class counts."""
+    from MDTextureLib.modelcard import pattern_family_notes, verdict_notes
+
+    def group(truth, scans, **verdicts):
+        return {"scans": scans, "truth": {"DMD": 0, "CMD": 0, "normal": 0, truth: scans},
+                "verdicts": {"DMD": 0, "CMD": 0, "normal": 0, **verdicts}}
+
+    card = {"metrics": {"held_out": [
+        {"by_pattern_family": {"cmd-diffuse": group("CMD", 4, DMD=3, CMD=1),
+                               "cmd-rim": group("CMD", 4, DMD=1, CMD=3), "dmd-patchy": group("DMD", 3, DMD=3)}},
+        {"by_pattern_family": {"cmd-diffuse": group("CMD", 1, DMD=1)}},
+        {"by_pattern_family": {"cmd-rim": {"scans": 9, "verdicts": {"DMD": 9, "CMD": 0, "normal": 0}}}}]}}
+    assert pattern_family_notes(card, "DMD") == [
+        "a DMD verdict does not rule out CMD with the phantom's cmd-diffuse pattern: of 5 held-out phantom scans of "
+        "that pattern, this model called 4 DMD (model card)"]
+    assert pattern_family_notes(card, "CMD") == [] and verdict_notes(card, "normal") == []
+    assert verdict_notes(card, "DMD") == pattern_family_notes(card, "DMD")

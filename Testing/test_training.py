@@ -186,12 +186,15 @@ def test_accuracy_by_severity_band_counts_hits_and_verdicts():
     assert severity_band("normal", 0.0) == "normal"
     assert severity_band("DMD", 0.05).startswith("slight") and severity_band("CMD", 0.15).startswith("moderate")
     assert severity_band("DMD", 0.9).startswith("marked") and severity_band("DMD", float("nan")) is None
-    rows = [{"band": "a", "correct": True, "verdict": "DMD"}, {"band": "a", "correct": False, "verdict": "normal"},
-            {"band": "b", "correct": False, "verdict": "CMD"}, {"band": None, "correct": True, "verdict": "DMD"}]
+    rows = [{"band": "a", "truth": "DMD", "correct": True, "verdict": "DMD"},
+            {"band": "a", "truth": "DMD", "correct": False, "verdict": "normal"},
+            {"band": "b", "truth": "CMD", "correct": False, "verdict": "DMD"},
+            {"band": None, "truth": "DMD", "correct": True, "verdict": "DMD"}]
     groups = accuracy_by(rows, "band")
     assert list(groups) == ["a", "b"] and list(accuracy_by(rows, "band", ["b"])) == ["b", "a"]
     assert groups["a"]["scans"] == 2 and groups["a"]["accuracy"] == 0.5
     assert groups["a"]["verdicts"] == {"DMD": 1, "CMD": 0, "normal": 1} and groups["b"]["accuracy"] == 0.0
+    assert groups["a"]["truth"] == {"DMD": 2, "CMD": 0, "normal": 0} and groups["b"]["truth"]["CMD"] == 1
 
 
 def test_markdown_report_has_fold_columns_and_paper_column():

@@ -60,16 +60,18 @@ def severity_bands() -> list[str]:
 
 def accuracy_by(rows: Sequence[dict], key: str, order: Sequence[str] | None = None) -> dict:
     """Scan accuracy of the rows grouped by ``row[key]`` (rows without a value left out), groups in ``order``
-    (values not in it after, sorted), else sorted: {value: {"scans", "correct", "accuracy", "verdicts": {class:
-    count}}}."""
+    (values not in it after, sorted), else sorted: {value: {"scans", "correct", "accuracy", "truth": {class: count},
+    "verdicts": {class: count}}}."""
     out = {}
     for row in rows:
         value = row.get(key)
         if value in (None, ""):
             continue
-        g = out.setdefault(value, {"scans": 0, "correct": 0, "verdicts": {c: 0 for c in CLASSES}})
+        g = out.setdefault(value, {"scans": 0, "correct": 0, "truth": {c: 0 for c in CLASSES},
+                                   "verdicts": {c: 0 for c in CLASSES}})
         g["scans"] += 1
         g["correct"] += int(bool(row["correct"]))
+        g["truth"][row["truth"]] += 1
         g["verdicts"][row["verdict"]] += 1
     for g in out.values():
         g["accuracy"] = round(g["correct"] / g["scans"], 4)
