@@ -76,7 +76,7 @@ def slight_disease_note(card: dict) -> str | None:
 
 #: A pattern family of another class is named in a verdict's notes when the model gave that verdict to at least this
 #: share of its held-out scans, and to at least FAMILY_NOTE_MIN_SCANS of them.
-FAMILY_NOTE_SHARE, FAMILY_NOTE_MIN_SCANS = 0.5, 2
+FAMILY_NOTE_SHARE, FAMILY_NOTE_MIN_SCANS = 0.5, 3
 
 
 def pattern_family_notes(card: dict, verdict: str) -> list[str]:
