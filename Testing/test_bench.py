@@ -21,6 +21,8 @@ def test_bench_tiny_case():
     assert r["precision"] == precision
     json.dumps(r)  # --json writes it as it is
     assert r["end_to_end_over_forward"] == pytest.approx(r["end_to_end_s"] / r["bare_forward_s"])
+    assert r["batch_cases"] == 4 and 0 < r["batch_per_case_s"]
+    assert r["batch_per_case_over_forward"] == pytest.approx(r["batch_per_case_s"] / r["bare_forward_s"])
     assert r["end_to_end_over_fp32_floor"] == pytest.approx(r["end_to_end_s"] / r["bare_forward_fp32_s"])
     assert r["gradcam_over_end_to_end"] == pytest.approx(r["gradcam_per_slice_s"] / r["end_to_end_s"])
     assert r["fat_map_over_end_to_end"] == pytest.approx(r["end_to_end_fat_map_s"] / r["end_to_end_s"])
@@ -97,4 +99,5 @@ def _report_stub() -> dict:
             "bare_forward_folded_bf16_s": 1.0, "gradcam_per_slice_s": 1.0, "gradcam_per_slice_ms": 1.0,
             "gradcam_over_end_to_end": 1.0, "end_to_end_fat_map_s": 1.0, "fat_map_over_end_to_end": 1.0,
             "matmul_peak_gflops_per_s": 1.0, "matmul_peak_bf16_gflops_per_s": 1.0,
-            "matmul_bf16_over_fp32": 1.0, "forward_gflop": 1.0, "forward_gflops_per_s": 1.0}
+            "matmul_bf16_over_fp32": 1.0, "forward_gflop": 1.0, "forward_gflops_per_s": 1.0, "batch_cases": 4,
+            "batch_per_case_s": 1.0, "batch_per_case_over_forward": 1.0}
