@@ -301,6 +301,13 @@ def test_quick_evaluate_all_end_to_end(tiny_cohort, tmp_path):
         uniform = loc["summary"]["reference/random"]["DMD"]["specific_ratio"]["mean"]
         assert 0.5 < uniform < 1.5  # a structureless map gives Per about its voxel share
         assert "### Headline" in (out / "localisation" / "localisation.md").read_text()
+        # the fat map is judged against its null (FF with random signs) and by how its signs lean
+        null = loc["summary"]["reference/ff-random-sign"]["all"]["muscles"]["pixel_auc"]["mean"]
+        assert 0.5 < null <= 1
+        lean = loc["summary"]["icam28/fat"]["all"]["fat_sign"]
+        assert 0 <= lean["involved"]["positive_share"]["mean"] <= 1 and -1 <= lean["involved"]["net"]["mean"] <= 1
+        assert lean["involved"]["net"]["n"] == loc["summary"]["icam28/fat"]["all"]["muscles"]["pixel_auc"]["n"]
+        assert "### Do the fat map's signs mean anything?" in (out / "localisation" / "localisation.md").read_text()
         t3 = json.loads((out / "table3" / "table3.json").read_text())["headline"]
         assert {"icam28", "icam28|slice", "icam28|fat", "icam28|fat-pooled", "ff-pooled-8",
                 "muscle mean FF"} <= set(t3)
@@ -331,7 +338,7 @@ def test_quick_evaluate_all_end_to_end(tiny_cohort, tmp_path):
         assert args.func(args) == 0
         keys = set(json.loads((only / "localisation.json").read_text())["summary"])
         assert keys == {"reference/random", "reference/ff", "reference/involvement", "reference/ff-pooled-8",
-                        "icam28/icam", "icam28/icam-slice", "icam28/gradcam", "icam28/gradcam++", "icam28/layercam",
+                        "reference/ff-random-sign", "icam28/icam", "icam28/icam-slice", "icam28/gradcam", "icam28/gradcam++", "icam28/layercam",
                         "icam28/fat"}
     finally:
         torch.set_num_threads(threads)

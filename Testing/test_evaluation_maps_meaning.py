@@ -53,6 +53,43 @@ def test_pooled_ff_is_the_block_mean():
     assert pooled_to_map_grid(ff, (8, 8)).equal(ff)  # at full resolution the ceiling is the FF image itself
 
 
+def test_random_sign_keeps_magnitudes_and_flips_about_half():
+    from MDTextureLib.evaluation.maps import random_sign
+
+    ff = torch.rand(4, 32, 32) + 0.1
+    flipped = random_sign(ff, seed=3)
+    assert flipped.abs().equal(ff)  # the fat itself, only the signs drawn
+    assert 0.45 < float((flipped > 0).float().mean()) < 0.55
+    assert random_sign(ff, seed=3).equal(flipped) and not random_sign(ff, seed=4).equal(flipped)
+
+
+def test_a_random_sign_fat_map_localises_without_any_evidence():
+    """The finding behind the null row: inside the muscles, FF with coin-flip signs scores a pixel AUC far above ½
+    against the involvement (half the involved fat survives ReLU at full value), so a fat map's AUC alone does not
+    show that its signs mean anything; its sign agreement does (½ and 0 here)."""
+    from MDTextureLib.evaluation.localisation import pixel_roc_auc, sign_agreement
+    from MDTextureLib.evaluation.maps import random_sign
+
+    rng = np.random.default_rng(0)
+    involved = np.zeros((3, 40, 40), bool)
+    involved[:, 10:20, 10:30] = True
+    ff = np.where(involved, 0.6, 0.03) + rng.normal(0, 0.01, involved.shape)
+    signed = random_sign(torch.from_numpy(ff), seed=0).numpy()
+    auc = pixel_roc_auc(np.clip(signed, 0, None), involved)
+    # the surviving half of the involved fat beats every uninvolved voxel (½ · 1); the zeroed half ties with the
+    # uninvolved voxels zeroed too and loses to the rest (½ · ½ · ½): ≈ 0.625 on the voxel grid (resampling a
+    # real map to the native grid blurs the signs and leaves fewer exact zeros: 0.81 on the phantom)
+    assert 0.58 < auc < 0.67
+    lean = sign_agreement(signed, involved)
+    assert abs(lean["positive_share"] - 0.5) < 0.03 and abs(lean["net"]) < 0.05
+    # a map whose signs are evidence: for the class on the involved tissue, against it elsewhere
+    evidence = np.where(involved, np.abs(ff), -np.abs(ff))
+    assert sign_agreement(evidence, involved) == {"positive_share": 1.0, "net": 1.0}
+    assert sign_agreement(evidence, ~involved) == {"positive_share": 0.0, "net": -1.0}
+    assert np.isnan(sign_agreement(evidence, np.zeros_like(involved))["net"])
+    assert np.isnan(sign_agreement(np.zeros_like(ff), involved)["net"])
+
+
 def test_leg_slice_normalisation_zero_outside_and_one_per_slice(leg_files):
     from MDTextureLib.evaluation.maps import to_native
     from MDTextureLib.io import load_dixon

@@ -20,6 +20,10 @@ Methods (``METHODS``):
 ``ff-pooled``
     the FF image on the model window average-pooled to the network's map resolution, then taken home like a map:
     what a map of that resolution could show at best by following fat (the ceiling row of the localisation table).
+``ff-random-sign``
+    the FF image on the model window with an i.i.d. random sign per pixel, taken home like the fat map: the null of
+    a gradient × FF map. After ReLU such a map keeps half of the fat at its full value, so it scores a pixel AUC well
+    above ½ with no evidence at all in its signs; a fat map has to beat it to show that its signs mean something.
 
 Common path (the one ``VolumeResult.heatmap_for`` uses): raw map on the model window (Z, h, w) → ReLU →
 ``maps_to_native`` (bilinear, inverse of the input resampling) → 0 outside the body (when given) → divided by
@@ -44,6 +48,7 @@ METHOD_LABELS = {"icam": "ICAM / CAM (own map)", "gradcam": "Grad-CAM", "gradcam
                  "layercam": "LayerCAM", "random": "random map", "ff": "FF image as map",
                  "icam-slice": "own map, per slice within the leg", "ff-pooled": "FF image pooled to the map grid",
                  "fat": "fat attribution (gradient × FF), per slice within the leg",
+                 "ff-random-sign": "FF image × random sign per pixel (a gradient × FF map whose signs are noise)",
                  "involvement": "involvement mask as map (truth)"}
 
 
@@ -191,6 +196,14 @@ def to_native(maps_zhw: torch.Tensor, geometry: StackGeometry, body: np.ndarray 
         native = np.where(body, native, 0.0)
     slice_axis = 0 if geometry.orientation is None else int(geometry.orientation.axes[0])
     return scale_heatmap(native, normalisation, slice_axis).astype(np.float32)
+
+
+def random_sign(image_zhw: torch.Tensor, seed: int) -> torch.Tensor:
+    """``image`` (Z, S, S) times an i.i.d. sign (±1, each with probability ½) per pixel, seeded: the null of a
+    gradient × input map whose signs carry no evidence (``ff-random-sign``)."""
+    image = torch.as_tensor(image_zhw).float()
+    g = torch.Generator().manual_seed(int(seed))
+    return image * (torch.randint(0, 2, tuple(image.shape), generator=g) * 2 - 1).float()
 
 
 def pooled_to_map_grid(image_zhw: torch.Tensor, map_hw: tuple) -> torch.Tensor:

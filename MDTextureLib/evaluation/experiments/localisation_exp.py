@@ -11,6 +11,7 @@ import numpy as np
 
 from ...constants import CLASSES, MUSCLE_LABELS, MUSCLES
 from ...errors import InputError
+from ...stacks import maps_to_native
 from .. import localisation, maps
 from .common import NAMED_SPECIFIC, SPECIFIC_MARGIN, VARIANT_LABELS, md_table, num, plt_module, summary, write_json
 from .context import Context, md_header
@@ -58,11 +59,13 @@ def specific_ratio(heat: np.ndarray, labels: np.ndarray, muscles) -> float:
     return localisation.mass_ratio_to_uniform(heat, target, labels > 0)
 
 
-def scan_heatmaps(ctx: Context, fold: int, i: int, native) -> dict:
-    """{(network or "reference", method): native heatmap in [0, 1]} of scan ``i`` (test scan of ``fold``), map of
-    its true class: reference rows (random map, FF image, FF pooled to each network's map resolution = the ceiling),
-    the involvement mask itself (the truth as a map: the best any map can do), then per network its own map
-    (volume-maximum rule and the per-slice-within-the-leg rule) and the gradient maps."""
+def scan_heatmaps(ctx: Context, fold: int, i: int, native) -> tuple[dict, dict]:
+    """({(network or "reference", method): native heatmap in [0, 1]}, {network: signed native fat map}) of scan
+    ``i`` (test scan of ``fold``), map of its true class: reference rows (random map, FF image, FF pooled to each
+    network's map resolution = the ceiling, FF with random signs = the fat map's null), the involvement mask itself
+    (the truth as a map: the best any map can do), then per network its own map (volume-maximum rule and the
+    per-slice-within-the-leg rule), the fat map and the gradient maps. The signed fat maps (before ReLU and
+    scaling, logit units) say whether the fat on the involved tissue argues for the class or against it."""
     c = ctx.cohort
     s = ctx.settings
     cl = int(c.classes[i])
@@ -74,7 +77,11 @@ def scan_heatmaps(ctx: Context, fold: int, i: int, native) -> dict:
                 ("reference", "ff"): np.clip(native.series.ff, 0, 1),
                 # The truth itself as a map: what a map that lights exactly the involved tissue scores. Its AUC is 1;
                 # its class-specific ratio is the most any map can reach on this cohort.
-                ("reference", "involvement"): native.involvement.astype(np.float32)}
+                ("reference", "involvement"): native.involvement.astype(np.float32),
+                # The fat map's null: the fat itself with a coin-flip sign per pixel, shown like the fat map. After
+                # ReLU it keeps half the fat at full value, so it localises "well" with no evidence in its signs.
+                ("reference", "ff-random-sign"): maps.to_native(maps.random_sign(c.slices(i), s.seed * 100003 + i),
+                                                                geometry, native.body, "slice")}
     own = {}
     for variant in s.networks:
         own[variant] = ctx.predictions(variant, fold)[i][1]
@@ -83,17 +90,19 @@ def scan_heatmaps(ctx: Context, fold: int, i: int, native) -> dict:
         if key not in heatmaps:
             heatmaps[key] = maps.to_native(maps.pooled_to_map_grid(c.slices(i), size), geometry)
     stacks = c.stacks(i)
+    signed_fat = {}
     for variant in s.networks:
         model = ctx.model(variant, fold)
         net = model.net
         masks = c.body_model(i) if maps.uses_mask(net) else None
         heatmaps[(variant, "icam")] = maps.to_native(own[variant][:, cl], geometry)
         heatmaps[(variant, "icam-slice")] = maps.to_native(own[variant][:, cl], geometry, native.body, "slice")
-        heatmaps[(variant, "fat")] = maps.to_native(maps.fat_maps(net, stacks, cl, model.normalisation, masks=masks),
-                                                    geometry, native.body, "slice")
+        fat = maps.fat_maps(net, stacks, cl, model.normalisation, masks=masks)
+        heatmaps[(variant, "fat")] = maps.to_native(fat, geometry, native.body, "slice")
+        signed_fat[variant] = maps_to_native(fat, geometry).numpy()
         for m, raw in maps.gradient_maps(net, stacks, cl, masks=masks).items():
             heatmaps[(variant, m)] = maps.to_native(raw, geometry)
-    return heatmaps
+    return heatmaps, signed_fat
 
 
 def run_localisation(ctx: Context, out: Path) -> dict:
@@ -116,7 +125,7 @@ def run_localisation(ctx: Context, out: Path) -> dict:
             domains = {"muscles": native.muscles, "leg": native.body}
             spacing = float(np.mean(native.series.grid.spacing[:2]))
             tol_px = s.tolerance_mm / spacing
-            heatmaps = scan_heatmaps(ctx, k, i, native)
+            heatmaps, signed_fat = scan_heatmaps(ctx, k, i, native)
             sp = spec.get(name, {"specific": [], "shared": []})
             area_shares.append({"class": name, "share": _specific_share(np.ones(inv.shape, np.float32), inv,
                                                                           native.labels, sp["specific"],
@@ -129,6 +138,10 @@ def run_localisation(ctx: Context, out: Path) -> dict:
                        "specific_ratio_truth": specific_ratio(heat, native.labels, sp["specific"])}
                 for dname, dom in domains.items():
                     row[dname] = localisation.scan_metrics(heat, inv, dom, tol_px)
+                if method == "fat":
+                    row["fat_sign"] = {
+                        "involved": localisation.sign_agreement(signed_fat[variant], inv, native.muscles),
+                        "uninvolved": localisation.sign_agreement(signed_fat[variant], ~inv, native.muscles)}
                 records.append(row)
             if name not in examples and k == 0:
                 examples[name] = (i, {key: h for key, h in heatmaps.items()
@@ -151,6 +164,10 @@ def run_localisation(ctx: Context, out: Path) -> dict:
             entry[group] = {d: {m: summary([r[d][m] for r in sel]) for m in metrics} for d in ("muscles", "leg")}
             for extra in ("specific_share", "specific_ratio", "specific_ratio_truth"):
                 entry[group][extra] = summary([r[extra] for r in sel])
+            if key[1] == "fat":
+                entry[group]["fat_sign"] = {part: {q: summary([r["fat_sign"][part][q] for r in sel])
+                                                   for q in ("positive_share", "net")}
+                                            for part in ("involved", "uninvolved")}
         agg[f"{key[0]}/{key[1]}"] = entry
     lines = md_header(ctx, "Localisation — do the heatmaps point at the involved tissue?")
     lines += ["Every DMD/CMD test scan of every fold (normal scans have no involvement), heatmap of the true class "
@@ -163,12 +180,14 @@ def run_localisation(ctx: Context, out: Path) -> dict:
               "FF image itself, the involvement mask itself (the truth as a map: AUC 1, and the most any map can "
               "give the class-specific muscles on this cohort), and the **ceiling**: the FF image on the model "
               "window average-pooled to a network's map resolution, upsampled and scaled like a map (what a map "
-              "of that resolution could show by following fat). Own maps are shown under two rules: the volume "
-              "maximum (as `classify` did so far) and 'per slice within the leg' (0 outside the body, each slice "
-              "over its own maximum in the leg). "
+              "of that resolution could show by following fat), and the FF image with a random sign per pixel, "
+              "shown like the fat map (the fat map's null: what lighting fat scores with no evidence in the "
+              "signs). Own maps are shown under two rules: the volume maximum (as `classify` did so far) and 'per "
+              "slice within the leg' (0 outside the body, each slice over its own maximum in the leg). "
               "Mean over scans (n in the JSON).", ""]
     label = map_label
     lines += headline(agg)
+    lines += fat_sign_lines(agg)
 
     cols = ["pointing_game", "pointing_game_tol", "energy_pointing_game", "relevance_mass_accuracy",
             "relevance_rank_accuracy", "pixel_auc"]
@@ -254,6 +273,36 @@ def headline(agg: dict) -> list[str]:
             "Pixel AUC inside the muscles against `involvement.nrrd` (target ≥ 0.75) and class-specific muscle share "
             "relative to a uniform map (target ≥ 1.5×):", "",
             md_table(["Map", "pixel AUC (muscles)", "DMD → Per ratio", "CMD → TP ratio"], rows), ""]
+
+
+def fat_sign_lines(agg: dict) -> list[str]:
+    """Do the fat maps' signs carry evidence? Their pixel AUC against the random-sign null, and how their signed
+    values lean on the involved and the uninvolved muscle tissue."""
+    keys = [k for k in agg if k.endswith("/fat")]
+    null = agg.get("reference/ff-random-sign")
+    if not keys or null is None:
+        return []
+    null_auc = null["all"]["muscles"]["pixel_auc"]["mean"]
+    rows = []
+    for k in keys:
+        sign = agg[k]["all"]["fat_sign"]
+        rows.append([map_label(k), num(agg[k]["all"]["muscles"]["pixel_auc"]["mean"]), num(null_auc),
+                     num(sign["involved"]["positive_share"]["mean"]), num(sign["involved"]["net"]["mean"], 2),
+                     num(sign["uninvolved"]["positive_share"]["mean"]), num(sign["uninvolved"]["net"]["mean"], 2)])
+    lines = ["### Do the fat map's signs mean anything?", "",
+             "A gradient × FF map lights fat by construction: after ReLU, any sign pattern keeps some fat at full "
+             "value, so its AUC against the involvement says little by itself. The null is the FF image with a "
+             "coin-flip sign per pixel, shown like the fat map; a fat map whose signs carry evidence beats it, and "
+             "its signed values on the involved muscle tissue argue for the class (positive share well above ½, "
+             "net Σ A / Σ |A| near +1).", "",
+             md_table(["Map", "pixel AUC (muscles)", "random-sign null", "involved: share > 0", "involved: net",
+                       "uninvolved: share > 0", "uninvolved: net"], rows), ""]
+    for k, row in zip(keys, rows):
+        a = agg[k]["all"]["muscles"]["pixel_auc"]["mean"]
+        if np.isfinite(a) and np.isfinite(null_auc):
+            verdict = "beats" if a > null_auc else "**does not beat**"
+            lines.append(f"- {row[0]}: AUC {num(a)} {verdict} the random-sign null ({num(null_auc)}).")
+    return lines + [""]
 
 
 def _localisation_figures(out: Path, agg: dict, examples: dict, label, ctx: Context) -> None:
