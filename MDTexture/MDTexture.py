@@ -49,7 +49,7 @@ _ensureEngineImportable()
 # Light imports only: the package resolves its names on first use, so Slicer's start-up loads no numpy-heavy code,
 # SimpleITK or torch for this module (the Widget's setup brings the scene operations; a classification, torch).
 from MDTextureLib import slicer_bridge  # noqa: E402
-from MDTextureLib.constants import CLASSES, MUSCLES  # noqa: E402
+from MDTextureLib.constants import CLASSES, FAT_MAP_CAVEAT, MUSCLES  # noqa: E402
 from MDTextureLib.errors import InputError  # noqa: E402
 from MDTextureLib.slicer_bridge import requirements  # noqa: E402
 from MDTextureLib.slicer_bridge.requirements import ENGINE_REQUIREMENTS, MINIMUM_VERSIONS  # noqa: E402,F401
@@ -91,9 +91,9 @@ class MDTexture(ScriptedLoadableModule):
             "Classifies a lower-leg Dixon MRI series as DMD, CMD or normal with an ICAM-ResNet18, shows where the "
             "network looked (class heatmaps over the fat-fraction or water image) and scores each calf muscle: "
             "the fraction of the slices containing it that the heatmap highlights. Optionally it also computes a fat "
-            "attribution map (which fat in each slice moved the network towards the class), shown instead of the "
-            "ICAM heatmap on request; the texture scores always come from the ICAM heatmap. Research use only; not "
-            "a medical device.") + "<p>" + _("Documentation: {link}").format(
+            "attribution map (the fat each slice's class logit is sensitive to), shown instead of the ICAM heatmap on "
+            "request; the texture scores always come from the ICAM heatmap. Fat map caveat: {caveat}. Research use "
+            "only; not a medical device.").format(caveat=FAT_MAP_CAVEAT) + "<p>" + _("Documentation: {link}").format(
                 link=f'<a href="{HOMEPAGE}#readme">{HOMEPAGE}</a>') + "</p>"
         self.parent.acknowledgementText = _(
             "Method: Cai et al., Texture analysis for muscular dystrophy classification in MRI with improved "
@@ -229,6 +229,9 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.logic = slicer_bridge.MDTextureLogic()
         self.logic.log = self.addLog
+        # the fat map's measured limitation, from the one place it is written (also in prediction.json and the app)
+        for widget in (self.ui.fatMapCheckBox, self.ui.overlayComboBox):
+            widget.toolTip = widget.toolTip + " " + _("Caveat: {caveat}.").format(caveat=FAT_MAP_CAVEAT)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)

@@ -16,7 +16,13 @@ pixel gets the share of the logit its fat carries (negative when its fat argues 
 units per pixel. The cost is one backward pass through the trunk per batch (about twice the forward pass).
 
 What it is not: a map of the network's internal evidence wherever it lies (that is the ICAM). By construction it
-can only light fat, so it is compared with the FF image itself in every localisation table.
+can only light fat, so it is compared with the FF image itself in every localisation table — and with its null,
+the FF image with a coin-flip sign per pixel: after ReLU any sign pattern keeps half the fat at full value, so a
+pixel AUC above ½ shows nothing by itself. Measured on the phantom (README, *Experiments*), the shipped networks'
+fat maps do not beat that null (in-muscle AUC 0.67–0.77 against 0.80) and their signs on the involved tissue are a
+coin flip (48–53 % positive): first-order gradients of these ReLU networks change sign from pixel to pixel. The map
+shows which fat the network is sensitive to, not which fat is disease; ``constants.FAT_MAP_CAVEAT`` says so
+wherever it is shown.
 """
 
 from __future__ import annotations

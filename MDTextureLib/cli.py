@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .constants import CLASSES, DEFAULT_HEATMAP_NORMALISATION, HEATMAP_NORMALISATIONS
+from .constants import CLASSES, DEFAULT_HEATMAP_NORMALISATION, FAT_MAP_CAVEAT, HEATMAP_NORMALISATIONS
 from .errors import InputError
 from .precision import PRECISION_HELP, PRECISIONS
 from .scores import ScoreParameters
@@ -107,9 +107,9 @@ def _add_score_args(p: argparse.ArgumentParser) -> None:
                    help="scale the heatmap to 0-1 by its maximum inside the leg on each axial slice (slice, default) "
                         "or over the volume (volume, the rule before issue 12); the texture scores use it")
     p.add_argument("--fat-map", action="store_true",
-                   help="also write fat_map.nrrd: the fat attribution of the heatmap's class (which fat of each slice "
-                        "moved the network towards it: where inside the muscles; one backward pass per class more). "
-                        "The texture scores still come from the ICAM heatmap")
+                   help="also write fat_map.nrrd: the fat attribution of the heatmap's class (gradient of its logit "
+                        "times each pixel's fat; one backward pass per class more). The texture scores still come "
+                        "from the ICAM heatmap. Caveat: " + FAT_MAP_CAVEAT)
     p.add_argument("--no-report", action="store_true", help="skip report.png")
 
 

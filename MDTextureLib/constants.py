@@ -77,3 +77,9 @@ DEFAULT_HEATMAP_NORMALISATION = "slice"
 SEVERITY_BANDS = ((0.15, "slight (severity < 0.15, leg FF +3 % or less)"),
                   (0.40, "moderate (0.15-0.40, +3 to +14 %)"),
                   (float("inf"), "marked (>= 0.40, more than +14 %)"))
+
+#: What a reader of the fat map (``attribution.py``) is told wherever it is shown: prediction.json, the CLI help,
+#: the Slicer module, the browser app. Measured by ``mdtexture evaluate localisation`` (README, *Experiments*).
+FAT_MAP_CAVEAT = ("on the project's phantoms, inside the muscles this map found the diseased tissue no better than "
+                  "the fat-fraction image with a random sign per pixel, and its signs there were a coin flip: read it "
+                  "as the fat the network is sensitive to, not as a map of the disease")

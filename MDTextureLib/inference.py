@@ -25,7 +25,7 @@ import torch
 from . import calibration as cal
 from .attribution import METHOD as FAT_METHOD
 from .attribution import fat_attribution
-from .constants import CLASSES, DEFAULT_HEATMAP_NORMALISATION, HEATMAP_NORMALISATIONS
+from .constants import CLASSES, DEFAULT_HEATMAP_NORMALISATION, FAT_MAP_CAVEAT, HEATMAP_NORMALISATIONS
 from .errors import InputError
 from .io import DixonSeries, Grid
 from .legs import Leg, column_mask, find_legs
@@ -237,8 +237,9 @@ class VolumeResult:
             "fat_map": None if self.fat_maps is None else {
                 "file": "fat_map.nrrd", "method": FAT_METHOD,
                 "shown": "ReLU, 0 outside the body, scaled like the heatmap; the class of each leg's heatmap",
-                "use": "where inside the muscles the fat that moved the network lies; the texture scores come from "
-                       "the ICAM heatmap, not from this map"},
+                "use": "which fat the network's class logit is sensitive to, slice by slice; the texture scores come "
+                       "from the ICAM heatmap, not from this map",
+                "caveat": FAT_MAP_CAVEAT},
             "precision": self.precision,
             "warnings": list(self.warnings),
             "legs": [leg.summary() for leg in self.legs],

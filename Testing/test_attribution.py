@@ -137,7 +137,13 @@ def test_cli_writes_the_fat_map_on_the_ff_grid(leg_files, model_files, tmp_path)
         assert getattr(fat_image, what)() == getattr(ff_image, what)(), what
     fat = sitk.GetArrayFromImage(fat_image)
     assert 0 <= fat.min() and fat.max() <= 1
-    assert json.loads((out / "prediction.json").read_text())["fat_map"]["file"] == "fat_map.nrrd"
+    entry = json.loads((out / "prediction.json").read_text())["fat_map"]
+    assert entry["file"] == "fat_map.nrrd"
+    # the measured limitation travels with the map: no better than the FF image with random signs on the phantom
+    from MDTextureLib.constants import FAT_MAP_CAVEAT
+
+    assert entry["caveat"] == FAT_MAP_CAVEAT and "random sign" in entry["caveat"]
+    assert "moved the network" not in entry["use"]  # the claim the measurement withdrew
     plain = tmp_path / "plain"
     assert main(["classify", "--ff", str(leg_files["ff"]), "--model", str(model_files), "--out", str(plain),
                  "--no-report"]) == 0

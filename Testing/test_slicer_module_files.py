@@ -190,6 +190,9 @@ def test_module_description(module_file):
     assert module_file.missingPackages() == []  # this environment has the engine's packages
     assert "LICENSE" not in parent.acknowledgementText and "BSD 3-Clause" in parent.acknowledgementText
     assert module_file.HOMEPAGE in parent.helpText
+    from MDTextureLib.constants import FAT_MAP_CAVEAT
+
+    assert FAT_MAP_CAVEAT in parent.helpText  # what the fat map is not, measured
 
 
 def test_dependency_install_is_skipped_in_testing_mode(module_file, monkeypatch):

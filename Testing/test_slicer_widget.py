@@ -173,6 +173,10 @@ def test_fat_attribution_checkbox_and_overlay_choice(panel, untrained):
     w, scene = panel.widget, panel.scene
     p = w.logic.getParameterNode()
     assert w.ui.fatMapCheckBox.checked is False and p.fatMap is False
+    from MDTextureLib.constants import FAT_MAP_CAVEAT
+
+    for widget in (w.ui.fatMapCheckBox, w.ui.overlayComboBox):  # the fat map's measured limitation, where it is chosen
+        assert FAT_MAP_CAVEAT in widget.toolTip
     from MDTextureLib.slicer_bridge.parameters import OVERLAYS
 
     assert panel.module.OVERLAYS == OVERLAYS  # the combo's positions are the parameter's values

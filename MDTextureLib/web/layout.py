@@ -10,12 +10,12 @@ from trame.ui.vuetify3 import SinglePageWithDrawerLayout
 from trame.widgets import html
 from trame.widgets import vuetify3 as v
 
-from ..constants import CLASSES
+from ..constants import CLASSES, FAT_MAP_CAVEAT
 
 TITLE = "MDTexture: muscular dystrophy texture analysis (research software; phantom-trained)"
 FAT_MAP_HELP = ("ICAM: where the network found the class's evidence; the texture scores always come from it. Fat "
-                "attribution (tick 'Fat attribution map' before Classify): which fat inside the muscles moved the "
-                "network towards the class.")
+                "attribution (tick 'Fat attribution map' before Classify): the fat the class logit is sensitive to. "
+                "Caveat: " + FAT_MAP_CAVEAT + ".")
 
 
 def build_page(server, session, act) -> SinglePageWithDrawerLayout:
