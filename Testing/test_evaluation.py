@@ -314,6 +314,10 @@ def test_quick_evaluate_all_end_to_end(tiny_cohort, tmp_path):
         t3_pairs = json.loads((out / "table3" / "table3.json").read_text())["pairs"]  # the first network's own map
         assert t3["icam28"]["n_pairs_DMD"] == sum(p["class"] == "DMD" for p in t3_pairs)
         assert t3["icam28"]["n_pairs_DMD + CMD"] == sum(p["class"] in ("DMD", "CMD") for p in t3_pairs)
+        # the within-scan ranking: at most one entry per DMD/CMD test scan
+        n_disease_scans = len({p["scan"] for p in t3_pairs if p["class"] in ("DMD", "CMD")})
+        assert 0 <= t3["muscle mean FF"]["n_scans_within_scan_DMD + CMD"] <= n_disease_scans
+        assert "ρ within a scan" in (out / "table3" / "table3.md").read_text()
         cal = json.loads((out / "calibration" / "calibration.json").read_text())["results"]["icam28"]
         assert cal["pooled_none"]["n_scans"] == 12 and 0 <= cal["pooled_none"]["ece"] <= 1
         assert "body cues: `texture`" in (out / "calibration" / "calibration.md").read_text()  # the phantom's default

@@ -90,6 +90,30 @@ def test_a_random_sign_fat_map_localises_without_any_evidence():
     assert np.isnan(sign_agreement(np.zeros_like(ff), involved)["net"])
 
 
+def test_within_scan_rho_sees_what_pooled_pairs_hide():
+    """A map that only tracks how diseased the whole scan is — every muscle of a scan scores its severity plus a
+    random jitter — correlates well with involvement over pooled scan × muscle pairs, yet ranks the muscles of each
+    scan at random; the within-scan ρ says so. A map that ranks each scan's muscles right scores 1 within scans."""
+    from scipy import stats
+    from MDTextureLib.evaluation.experiments.table3 import mean_within_scan_rho
+
+    rng = np.random.default_rng(0)
+    pairs, ranked = [], []
+    for scan in range(20):
+        severity = rng.uniform(0.05, 0.8)
+        involvement = np.clip(severity + rng.normal(0, 0.05, 7), 0, 1)
+        for m, inv in enumerate(involvement):
+            pairs.append(("DMD", f"M{m}", severity + rng.normal(0, 0.01), float(inv), 0.0, scan))
+            ranked.append(("DMD", f"M{m}", float(inv) - severity, float(inv), 0.0, scan))
+    pooled = stats.spearmanr([p[2] for p in pairs], [p[3] for p in pairs]).statistic
+    within, n = mean_within_scan_rho(pairs)
+    assert pooled > 0.8 and abs(within) < 0.2 and n == 20
+    assert mean_within_scan_rho(ranked) == (pytest.approx(1.0), 20)
+    # scans without a ranking (all scores equal) are left out, not counted as 0
+    flat = [p[:2] + (0.5,) + p[3:] for p in pairs[:7]]
+    assert mean_within_scan_rho(flat) == (pytest.approx(float("nan"), nan_ok=True), 0)
+
+
 def test_leg_slice_normalisation_zero_outside_and_one_per_slice(leg_files):
     from MDTextureLib.evaluation.maps import to_native
     from MDTextureLib.io import load_dixon

@@ -62,8 +62,8 @@ def _map_heatmaps(ctx: Context, variants, fold: int, i: int, native) -> dict:
 
 
 def score_pairs(ctx: Context, variants) -> dict:
-    """{map name: [(class, muscle, texture score, true involved fraction, muscle mean FF)]} over every test scan of
-    every fold (each with its fold's networks)."""
+    """{map name: [(class, muscle, texture score, true involved fraction, muscle mean FF, scan index)]} over every
+    test scan of every fold (each with its fold's networks)."""
     c = ctx.cohort
     pairs: dict = {}
     for k, (_, test) in enumerate(c.folds):
@@ -73,9 +73,30 @@ def score_pairs(ctx: Context, variants) -> dict:
             for name, heat in _map_heatmaps(ctx, variants, k, i, native).items():
                 score, ff = _scores(ctx, heat, native)
                 pairs.setdefault(name, []).extend(
-                    (c.records[i].class_name, m, score[m], inv[m], ff[m]) for m in MUSCLES
+                    (c.records[i].class_name, m, score[m], inv[m], ff[m], i) for m in MUSCLES
                     if score[m] is not None and inv[m] is not None)
     return pairs
+
+
+def mean_within_scan_rho(pairs, column: int = 2) -> tuple[float, int]:
+    """(mean over scans of Spearman ρ between ``pairs[column]`` and the involved fraction over the scan's own
+    muscles, number of scans that entered). Pairs as :func:`score_pairs` gives them (scan index last); a scan
+    whose scores or involvement are all equal has no ranking and is left out.
+
+    This is the clinician's question — which of *this patient's* muscles — which ρ over pooled pairs does not
+    answer: pooled pairs also rank the scans by severity, so a map can score a high pooled ρ while ranking the
+    muscles of every scan at random (the test suite builds such a case)."""
+    from scipy import stats as sstats
+
+    by_scan: dict = {}
+    for p in pairs:
+        by_scan.setdefault(p[-1], []).append((p[column], p[3]))
+    rhos = []
+    for values in by_scan.values():
+        x, y = np.array([v[0] for v in values], float), np.array([v[1] for v in values], float)
+        if len(values) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+            rhos.append(float(sstats.spearmanr(x, y).statistic))
+    return (float(np.mean(rhos)) if rhos else float("nan")), len(rhos)
 
 
 def _map_name(name: str) -> str:
@@ -139,6 +160,8 @@ def run_table3(ctx: Context, out: Path, variant: str | None = None) -> dict:
             r, n = rho([q for q in sel if classes is None or q[0] in classes], column, 3)
             entry["spearman_score_vs_involvement" if group == "all" else f"spearman_{group}"] = r
             entry["n_pairs" if group == "all" else f"n_pairs_{group}"] = n
+        r, n = mean_within_scan_rho([q for q in sel if q[0] in ("DMD", "CMD")], column)
+        entry["spearman_within_scan_DMD + CMD"], entry["n_scans_within_scan_DMD + CMD"] = r, n
         return entry
 
     headline = {name: rho_by_group(sel, 2) for name, sel in by_map.items()}  # the texture score
@@ -154,10 +177,14 @@ def run_table3(ctx: Context, out: Path, variant: str | None = None) -> dict:
               "Spearman ρ over every test scan × muscle pair of every fold (target ≥ 0.6). Each network's map under "
               "the volume-maximum rule and under the per-slice-within-the-leg rule. Ceiling: the texture "
               "score of the FF image average-pooled to the map's resolution; muscle mean FF: the number a reader "
-              "already has.", "",
-              md_table(["map", "pairs", "ρ(score, involvement)", "ρ, DMD + CMD scans", "ρ, DMD", "ρ, CMD"],
+              "already has. Pooled pairs also rank the scans by severity; the last column asks only which of a "
+              "scan's own muscles are the more involved (Spearman ρ over its seven muscles, mean over the DMD and "
+              "CMD scans whose scores are not all equal, n scans in brackets).", "",
+              md_table(["map", "pairs", "ρ(score, involvement)", "ρ, DMD + CMD scans", "ρ, DMD", "ρ, CMD",
+                        "ρ within a scan, mean (n)"],
                        [[_map_name(name), v["n_pairs"], num(v["spearman_score_vs_involvement"])]
                         + [num(v[f"spearman_{g}"]) for g in ("DMD + CMD", "DMD", "CMD")]
+                        + [f"{num(v['spearman_within_scan_DMD + CMD'])} ({v['n_scans_within_scan_DMD + CMD']})"]
                         for name, v in headline.items()]), ""]
     lines += [f"Heatmap = the true class's map, ReLU, on the native grid, divided by its volume maximum; a slice "
               f"counts as highlighted for a muscle when ≥ {p.min_overlap:.0%} of its voxels are ≥ {p.threshold} "
@@ -186,7 +213,7 @@ def run_table3(ctx: Context, out: Path, variant: str | None = None) -> dict:
     write_json(out / "table3.json", {"cohort": ctx.describe(), "settings": s.as_dict(), "variant": variant,
                                      "cases": table, "correlation": corr, "headline": headline,
                                      "pairs": [dict(zip(("class", "muscle", "score", "involved_fraction",
-                                                         "mean_ff"), p)) for p in pairs]})
+                                                         "mean_ff", "scan"), p)) for p in pairs]})
     plt = plt_module()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, name in zip(axes, ("DMD", "CMD")):
