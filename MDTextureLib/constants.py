@@ -83,3 +83,11 @@ SEVERITY_BANDS = ((0.15, "slight (severity < 0.15, leg FF +3 % or less)"),
 FAT_MAP_CAVEAT = ("on the project's phantoms, inside the muscles this map found the diseased tissue no better than "
                   "the fat-fraction image with a random sign per pixel, and its signs there were a coin flip: read it "
                   "as the fat the network is sensitive to, not as a map of the disease")
+
+#: What a texture score is, in a few words (the report's score panel), and the measured caveat that goes with every
+#: texture-score table (prediction.json, the Slicer table and measurement, the browser app). Measured by ``mdtexture
+#: evaluate table3`` (README, *Experiments*): the issue behind it found clinicians would read the scores as extent.
+TEXTURE_SCORE_MEANING = "where the network found its evidence for the class, not how much of the muscle is diseased"
+TEXTURE_SCORE_CAVEAT = ("texture scores show " + TEXTURE_SCORE_MEANING + ": on the project's phantoms they ranked "
+                        "the muscles of a scan by their true involvement only weakly, while the muscles' mean FF "
+                        "tracked it closely")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import DEFAULT_HEATMAP_NORMALISATION
+from .constants import DEFAULT_HEATMAP_NORMALISATION, TEXTURE_SCORE_CAVEAT
 from .dicom import laterality as dicom_laterality
 from .errors import InputError
 from .inference import VolumeResult, classify_volume
@@ -128,6 +128,7 @@ def analyse_loaded(loaded: LoadedCase, model: Model, options: CaseOptions = Case
         else:
             scores = next(iter(leg_scores.values()))
         summary["texture_scores"] = scores_as_dicts(scores) if scores is not None else []
+        summary["texture_score_caveat"] = TEXTURE_SCORE_CAVEAT
         scored = ({leg.side: leg.target_class for leg in result.legs if leg.side in leg_scores}
                   if len(result.legs) > 1 else {"": result.target_class})
         note = normal_class_warning(scored)

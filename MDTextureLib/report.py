@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from .constants import CLASSES
+from .constants import CLASSES, TEXTURE_SCORE_MEANING
 
 CLASS_COLOURS = {"DMD": "#d62728", "CMD": "#1f77b4", "normal": "#2ca02c"}
 
@@ -120,6 +120,7 @@ def report_figure(ff: np.ndarray, heatmap: np.ndarray, result_summary: dict, spa
             ax2.legend(fontsize=8, loc="best")
         ax2.set_ylim(0, 1.05)
         ax2.set_ylabel("texture score (Eq. 5)")
+        ax2.set_title(TEXTURE_SCORE_MEANING, fontsize=7)  # what the bars are not: see constants.TEXTURE_SCORE_CAVEAT
         ax2.tick_params(axis="x", labelsize=8)
     probs = result_summary["probabilities"]
     verdict = result_summary["verdict"]

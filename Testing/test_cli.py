@@ -48,6 +48,10 @@ def test_classify_writes_everything_on_the_ff_grid(tmp_path, leg_files, model_fi
     assert len(pred["per_slice"]) == 6 and pred["ff_unit_detected"] == "fraction"
     assert pred["model"]["sha256"] == json.loads(model_files.read_text())["sha256"]
     assert pred["texture_score_parameters"] == {"threshold": 0.5, "min_overlap": 0.1, "min_area_mm2": 10.0}
+    # the scores travel with what they are not (measured on the phantom: a scan's muscles ranked only weakly)
+    from MDTextureLib.constants import TEXTURE_SCORE_CAVEAT
+
+    assert pred["texture_score_caveat"] == TEXTURE_SCORE_CAVEAT and "not how much" in TEXTURE_SCORE_CAVEAT
     rows = list(csv.DictReader(open(out / "texture_scores.csv")))
     assert [r["muscle"] for r in rows] == ["TA", "EDL", "Per", "TP", "Sol", "LG", "MG"]
     by = {r["muscle"]: r for r in rows}

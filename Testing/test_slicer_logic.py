@@ -416,6 +416,9 @@ def test_score_table_equals_engine(classified, engine):
 
     table = p.scoreTable
     assert table.GetName() == "ff texture scores"
+    from MDTextureLib.constants import TEXTURE_SCORE_CAVEAT
+
+    assert TEXTURE_SCORE_CAVEAT[1:] in table.GetColumnDescription("texture_score")  # the column's tooltip
     names = [table.GetColumnName(i) for i in range(table.GetNumberOfColumns())]
     assert names == ["muscle", "label_value", "slices_present", "slices_highlighted", "texture_score", "mean_ff",
                      "volume_ml", "threshold", "min_overlap", "min_area_mm2"]

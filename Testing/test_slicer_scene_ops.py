@@ -254,6 +254,9 @@ def test_segment_statistics_plugin_reports_the_table_numbers(scored_scene):
     assert stats_parameters.GetParameter("MDTextureSegmentStatisticsPlugin.texture_score.enabled") == "True"
     info = plugin.getMeasurementInfo("texture_score")
     assert info["name"] == "Texture score" and info["units"] == "" and "Eq. 5" in info["description"]
+    from MDTextureLib.constants import TEXTURE_SCORE_CAVEAT
+
+    assert TEXTURE_SCORE_CAVEAT in info["description"]  # the measurement says what it is not
     assert plugin.getMeasurementInfo("slices_present")["units"] == "slices"
     seg = s.p.segmentation.GetSegmentation()
     old_scene = getattr(slicer, "mrmlScene", None)

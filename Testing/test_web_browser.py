@@ -207,6 +207,9 @@ def test_5_scores_table_and_downloaded_csv_equal_the_command_line(page, engine_a
         score = row[header.index("texture_score")]
         assert shown[1] == (score if score else "absent")
         assert shown[3] == row[header.index("mean_ff")]
+    from MDTextureLib.constants import TEXTURE_SCORE_CAVEAT
+
+    assert TEXTURE_SCORE_CAVEAT[1:] in page.inner_text("#score-caveat")  # what the scores are not, under the table
     with page.expect_download() as download:
         page.click("#download-csv")
     assert Path(download.value.path()).read_text(encoding="utf-8") == engine_answer["csv"]

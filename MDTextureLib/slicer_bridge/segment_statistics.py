@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import slicer
 
+from ..constants import TEXTURE_SCORE_CAVEAT
 from ..scores import canonical_muscle
 from .logic import MDTextureLogic
 from .segments import score_segments, segment_mask
@@ -24,7 +25,7 @@ MEASUREMENTS = {
         "MDTexture texture score (Cai et al. Eq. 5): the fraction of the axial slices containing the segment on "
         "which at least the minimum overlap of its voxels lies where the shown ICAM heatmap reaches the threshold. "
         "0: the network never looked at this muscle; 1: on every slice. Threshold, minimum overlap and minimum area "
-        "are the MDTexture module's.", ""),
+        "are the MDTexture module's. Caveat: " + TEXTURE_SCORE_CAVEAT + ".", ""),
     "slices_present": (
         "Slices present",
         "Number of axial slices (of the fat-fraction volume) on which the segment covers at least the minimum area.",

@@ -10,7 +10,7 @@ import vtk
 
 import slicer
 
-from ..constants import CLASSES
+from ..constants import CLASSES, TEXTURE_SCORE_CAVEAT
 from ..errors import InputError
 from ..scores import COLUMNS, MuscleScore, ScoreParameters
 from .volumes import ATTRIBUTE_PREFIX
@@ -115,6 +115,9 @@ def fill_score_table(table_node, rows: list, params: ScoreParameters, attributes
             table_node.SetColumnTitle(name, title)
         if unit:
             table_node.SetColumnUnitLabel(name, unit)
+    # Shown as the column's tooltip in Slicer's table view, and kept with the table when it is saved.
+    table_node.SetColumnDescription("texture_score", "Cai et al. Eq. (5). " + TEXTURE_SCORE_CAVEAT[0].upper()
+                                    + TEXTURE_SCORE_CAVEAT[1:] + " (MDTexture README, Experiments).")
     if hasattr(table_node, "SetUseColumnTitleAsColumnHeader"):
         table_node.SetUseColumnTitleAsColumnHeader(True)
     for key, value in {"threshold": params.threshold, "minOverlap": params.min_overlap,
