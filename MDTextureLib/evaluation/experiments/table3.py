@@ -78,6 +78,19 @@ def score_pairs(ctx: Context, variants) -> dict:
     return pairs
 
 
+def spearman(pairs, a: int, b: int) -> tuple[float, int]:
+    """(Spearman ρ between columns ``a`` and ``b`` of ``pairs``, number of pairs); NaN with fewer than three pairs
+    or a column that does not vary (no ranking)."""
+    from scipy import stats as sstats
+
+    if len(pairs) < 3:
+        return float("nan"), len(pairs)
+    x, y = [p[a] for p in pairs], [p[b] for p in pairs]
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan"), len(pairs)
+    return float(sstats.spearmanr(x, y).statistic), len(pairs)
+
+
 def mean_within_scan_rho(pairs, column: int = 2) -> tuple[float, int]:
     """(mean over scans of Spearman ρ between ``pairs[column]`` and the involved fraction over the scan's own
     muscles, number of scans that entered). Pairs as :func:`score_pairs` gives them (scan index last); a scan
@@ -86,16 +99,10 @@ def mean_within_scan_rho(pairs, column: int = 2) -> tuple[float, int]:
     This is the clinician's question — which of *this patient's* muscles — which ρ over pooled pairs does not
     answer: pooled pairs also rank the scans by severity, so a map can score a high pooled ρ while ranking the
     muscles of every scan at random (the test suite builds such a case)."""
-    from scipy import stats as sstats
-
     by_scan: dict = {}
     for p in pairs:
-        by_scan.setdefault(p[-1], []).append((p[column], p[3]))
-    rhos = []
-    for values in by_scan.values():
-        x, y = np.array([v[0] for v in values], float), np.array([v[1] for v in values], float)
-        if len(values) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
-            rhos.append(float(sstats.spearmanr(x, y).statistic))
+        by_scan.setdefault(p[-1], []).append(p)
+    rhos = [r for r in (spearman(scan, column, 3)[0] for scan in by_scan.values()) if np.isfinite(r)]
     return (float(np.mean(rhos)) if rhos else float("nan")), len(rhos)
 
 
@@ -117,8 +124,6 @@ def run_table3(ctx: Context, out: Path, variant: str | None = None) -> dict:
     """Table 3: texture scores (Eq. 5) of 4 DMD and 4 CMD test scans of fold 1 next to the true involvement; and
     the texture score vs involvement correlation over every test scan of every fold (the headline: every network
     of --networks, the ceiling and the muscle mean FF)."""
-    from scipy import stats as sstats
-
     c = ctx.cohort
     s = ctx.settings
     variant = variant or s.networks[0]
@@ -134,19 +139,11 @@ def run_table3(ctx: Context, out: Path, variant: str | None = None) -> dict:
     by_map = score_pairs(ctx, tuple(dict.fromkeys((variant,) + tuple(s.networks))))
     pairs = by_map[variant]
 
-    def rho(sel, a, b):
-        if len(sel) < 3:
-            return float("nan"), len(sel)
-        x, yv = [p[a] for p in sel], [p[b] for p in sel]
-        if np.ptp(x) == 0 or np.ptp(yv) == 0:
-            return float("nan"), len(sel)
-        return float(sstats.spearmanr(x, yv).statistic), len(sel)
-
     corr = {}
     for group in ("all", "DMD", "CMD", "normal"):
         sel = [p for p in pairs if group == "all" or p[0] == group]
-        r_score, n = rho(sel, 2, 3)
-        r_ff, _ = rho(sel, 4, 3)
+        r_score, n = spearman(sel, 2, 3)
+        r_ff, _ = spearman(sel, 4, 3)
         corr[group] = {"n_pairs": n, "spearman_score_vs_involvement": r_score, "spearman_mff_vs_involvement": r_ff}
 
     # Every map over all pairs (the target's measure) and within the disease scans: normal scans have no involvement,
@@ -157,7 +154,7 @@ def run_table3(ctx: Context, out: Path, variant: str | None = None) -> dict:
     def rho_by_group(sel, column):
         entry = {}
         for group, classes in groups.items():
-            r, n = rho([q for q in sel if classes is None or q[0] in classes], column, 3)
+            r, n = spearman([q for q in sel if classes is None or q[0] in classes], column, 3)
             entry["spearman_score_vs_involvement" if group == "all" else f"spearman_{group}"] = r
             entry["n_pairs" if group == "all" else f"n_pairs_{group}"] = n
         r, n = mean_within_scan_rho([q for q in sel if q[0] in ("DMD", "CMD")], column)
