@@ -241,7 +241,7 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             selector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
         self.ui.fatMapCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
-        for combo in (self.ui.deviceComboBox, self.ui.targetClassComboBox):
+        for combo in (self.ui.deviceComboBox, self.ui.precisionComboBox, self.ui.targetClassComboBox):
             combo.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
         for slider in (self.ui.thresholdSlider, self.ui.minOverlapSlider):
             slider.connect("valueChanged(double)", self.updateParameterNodeFromGUI)
@@ -321,6 +321,7 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.scoreTableSelector.setCurrentNode(p.scoreTable)
             self.ui.modelPathLineEdit.currentPath = p.modelPath
             _selectText(self.ui.deviceComboBox, p.device)
+            _selectText(self.ui.precisionComboBox, p.precision)
             _selectText(self.ui.targetClassComboBox, p.targetClass)
             _selectText(self.ui.viewClassComboBox, p.viewClass)
             _selectText(self.ui.backgroundComboBox, p.background)
@@ -355,6 +356,7 @@ class MDTextureWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p.scoreTable = self.ui.scoreTableSelector.currentNode()
             p.modelPath = self.ui.modelPathLineEdit.currentPath
             p.device = self.ui.deviceComboBox.currentText
+            p.precision = self.ui.precisionComboBox.currentText
             p.targetClass = self.ui.targetClassComboBox.currentText
             p.fatMap = self.ui.fatMapCheckBox.checked
             p.threshold = self.ui.thresholdSlider.value

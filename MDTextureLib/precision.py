@@ -30,6 +30,8 @@ import weakref
 
 #: What ``--precision`` accepts.
 PRECISIONS = ("auto", "fp32", "bf16")
+#: The resolved precisions as a reader names them.
+PRECISION_NAMES = {"fp32": "float32", "bf16": "bfloat16"}
 #: x86 CPU flags (``/proc/cpuinfo``) that mean bfloat16 matrix arithmetic in hardware.
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 

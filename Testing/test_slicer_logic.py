@@ -268,6 +268,13 @@ def test_classify_progress_and_probabilities(classified, engine):
     assert list(probs) == list(CLASSES)
     np.testing.assert_allclose([probs[c] for c in CLASSES], result_ref.probabilities, atol=1e-5)
     assert p.modelName == "icam28-untrained"
+    # what the network ran in (the parameter node asked for auto) is recorded, said with the verdict and kept with
+    # the score table
+    from MDTextureLib.precision import PRECISION_NAMES, resolve_precision
+
+    assert p.precision == "auto" and p.precisionUsed == result.precision == resolve_precision("auto", "cpu")
+    assert classified["logic"].summaryText(p).endswith(f"[network in {PRECISION_NAMES[p.precisionUsed]}]")
+    assert p.scoreTable.GetAttribute("MDTexture.precision") == p.precisionUsed
     table = p.probabilityTable
     assert table.GetNumberOfRows() == NZ
     assert [table.GetColumnName(i) for i in range(4)] == ["slice", *CLASSES]

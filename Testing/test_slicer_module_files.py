@@ -53,7 +53,7 @@ def test_every_ui_name_used_in_code_exists_and_the_reverse():
     assert not unused, f"widgets in the .ui that MDTexture.py never uses: {unused}"
     captions = {w.get("name"): w.findtext("property/string") for w in tree.iter("widget")
                 if w.get("name").endswith("Caption")}
-    assert all(widgets[n] == "QLabel" for n in captions) and len(captions) == 15
+    assert all(widgets[n] == "QLabel" for n in captions) and len(captions) == 16
     assert all(text and text.endswith(":") for text in captions.values()), captions
 
 
@@ -78,6 +78,9 @@ def test_ui_custom_widgets_declared_and_scene_connected():
     items = {w.get("name"): [i.findtext("property/string") for i in w.findall("item")] for w in tree.iter("widget")
              if w.get("class") == "QComboBox"}
     assert items["deviceComboBox"] == ["auto", "cpu", "cuda"]
+    from MDTextureLib.precision import PRECISIONS
+
+    assert items["precisionComboBox"] == list(PRECISIONS)  # the command line's --precision, in the panel
     assert items["targetClassComboBox"] == ["auto", "DMD", "CMD", "normal"]
     assert items["viewClassComboBox"] == ["DMD", "CMD", "normal"]
     assert items["backgroundComboBox"] == ["FF", "Water"]

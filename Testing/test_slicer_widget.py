@@ -119,6 +119,10 @@ def test_setup_and_parameter_round_trip(panel):
     w.ui.minAreaSpinBox.value = 12.5
     w.ui.targetClassComboBox.currentIndex = w.ui.targetClassComboBox.findText("CMD")
     assert (p.threshold, p.minOverlap, p.minAreaMm2, p.targetClass) == (0.25, 0.3, 12.5, "CMD")
+    w.ui.precisionComboBox.currentIndex = w.ui.precisionComboBox.findText("fp32")
+    assert p.precision == "fp32"
+    p.precision = "bf16"  # parameter node -> GUI
+    assert w.ui.precisionComboBox.currentText == "bf16"
     p.threshold = 0.6  # parameter node -> GUI
     assert w.ui.thresholdSlider.value == pytest.approx(0.6)
     # The panel follows the scene: a removed input disappears from the selector and the parameter node.
@@ -132,6 +136,7 @@ def test_classify_in_a_separate_process_then_scores_and_export(panel, untrained,
     w.ui.loadPhantomButton.click()
     w.logic.setModel(untrained)
     p.device = "cpu"
+    p.precision = "fp32"  # what the user chose reaches the child process, and the result line says what ran
     w.ui.classifyButton.click()
     job = w._job
     assert job is not None and job.process.poll() is None  # the engine runs in its own process
@@ -145,6 +150,7 @@ def test_classify_in_a_separate_process_then_scores_and_export(panel, untrained,
     assert [k for k, _t in panel.app.dialogs if k == "error"] == []
     heat = p.heatmap(p.viewClass)
     assert heat is not None and w.ui.resultLabel.text.startswith(p.verdict)
+    assert p.precisionUsed == "fp32" and w.ui.resultLabel.text.endswith("[network in float32]")
     assert panel.app.layoutManagerStandIn.layout == 38  # slice views + table + plot
     # The process computed what the engine computes here.
     from MDTextureLib.inference import classify_volume
@@ -152,7 +158,7 @@ def test_classify_in_a_separate_process_then_scores_and_export(panel, untrained,
 
     # (from the same nodes: with water and fat the body mask, hence the window, comes from their magnitude)
     ref = classify_volume(series_from_nodes(water=p.water, fat=p.fat, ff=p.ff, ff_unit=p.ffUnit), untrained,
-                          device="cpu")
+                          device="cpu", precision="fp32")
     np.testing.assert_allclose(p.probabilityDict()[p.verdict], ref.probabilities.max(), atol=1e-5)
     np.testing.assert_allclose(slicer.util.arrayFromVolume(heat), ref.heatmap_for(p.viewClass), atol=1e-4)
     # Texture scores and export.

@@ -8,6 +8,7 @@ extra: without it this file fails at import, it does not skip.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import time
 
@@ -27,8 +28,9 @@ from web_fixtures import data_root, engine_answer  # noqa: F401  (pytest fixture
 _names = itertools.count()
 
 
-def new_session(root, upload_limit_mb=512.0):
-    return build_app(get_server(f"mdtexture-test-{next(_names)}", client_type="vue3"), root, upload_limit_mb)
+def new_session(root, upload_limit_mb=512.0, precision="auto"):
+    return build_app(get_server(f"mdtexture-test-{next(_names)}", client_type="vue3"), root, upload_limit_mb,
+                     precision)
 
 
 def run_classification(session, timeout_s=300):
@@ -125,6 +127,9 @@ def test_export_folder_is_whole_on_the_ff_grid_and_never_replaces(classified, en
         assert fat.GetSize() == ff.GetSize() and fat.GetOrigin() == pytest.approx(ff.GetOrigin())
         np.testing.assert_array_equal(sitk.GetArrayFromImage(fat), array_of_volume(classified.p.fatHeatmap(c)))
     assert (out / "texture_scores.csv").read_text(encoding="utf-8") == engine_answer["csv"]
+    # what the network ran in goes with the export, as prediction.json carries it from the command line
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["precision"] == engine_answer["prediction"]["precision"] == classified.p.precisionUsed
     classified.guarded(classified.export_folder, "exported")
     assert "exists" in classified.state.error or "overwrite" in classified.state.error
     classified.guarded(classified.export_folder, "../outside")
@@ -265,6 +270,19 @@ def test_serve_refuses_a_missing_data_root_and_warns_off_localhost(tmp_path, cap
     assert "warning: listening on 0.0.0.0" in err and "no login" in err
     assert mdtexture(["serve", "--data-root", str(tmp_path / "missing")]) == 2
     assert "warning" not in capsys.readouterr().err  # 127.0.0.1 (the default) is this computer only
+
+
+def test_serve_precision_reaches_every_classify_and_the_page_says_what_ran(data_root):  # noqa: F811
+    """``mdtexture serve --precision fp32``: the page's classifications run in float32, and its message says so."""
+    from MDTextureLib.cli import main as mdtexture
+
+    with pytest.raises(SystemExit):
+        mdtexture(["serve", "--precision", "fp16"])  # not a choice: refused before anything starts
+    session = new_session(data_root, precision="fp32")
+    session.open_demo("DMD", 7)
+    run_classification(session)
+    assert session.state.error == "" and (session.p.precision, session.p.precisionUsed) == ("fp32", "fp32")
+    assert session.state.message.endswith("[network in float32]")
 
 
 def test_a_dicom_study_opens_with_the_series_its_tags_name(tmp_path):

@@ -42,6 +42,7 @@ class ClassifyOutcome:
     legs: list = field(default_factory=list)  # [{side, side_from, verdict, probabilities, target_class}]
     leg_owner: np.ndarray | None = None  # (z, y, x) uint8: which leg (1, 2) owns a voxel; None with one leg
     fat_heatmaps: dict | None = None  # {class: (z, y, x)} fat attribution; None when the job did not compute it
+    precision: str = ""  # what the network ran in (fp32 or bf16); "" from a worker that did not say
 
     def heatmap_for(self, class_name: str) -> np.ndarray:
         return self.heatmaps[class_name]
@@ -183,7 +184,7 @@ class ClassifyJob:
                                    model_name=fields["model_name"], model_sha256=fields["model_sha256"],
                                    warnings=list(fields.get("warnings", [])), legs=list(fields.get("legs", [])),
                                    leg_owner=np.array(arrays["leg_owner"]) if "leg_owner" in arrays.files else None,
-                                   fat_heatmaps=fat_heatmaps)
+                                   fat_heatmaps=fat_heatmaps, precision=str(fields.get("precision", "")))
 
     def cleanup(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -20,6 +20,7 @@ from ..constants import CLASSES
 from ..errors import InputError
 from ..io import DixonSeries, normalise_ff
 from ..modelcard import default_model_path, read_card
+from ..precision import PRECISION_NAMES
 from ..scores import normal_class_warning
 from .case_files import load_case_files, load_study_folder
 from .display import LAYOUT_FOUR_UP_PLOT_TABLE, OVERLAY_TITLES, heatmap_node, set_foreground_opacity, \
@@ -262,6 +263,7 @@ class MDTextureLogic:
         p.probabilities = json.dumps({c: round(float(x), 6) for c, x in zip(CLASSES, result.probabilities)})
         p.modelName = result.model_name
         p.modelSha256 = result.model_sha256
+        p.precisionUsed = result.precision
         p.viewClass = result.target_class
         self._applyLegs(p, ff_node, result)
         title = f"{ff_node.GetName()} ICAM per-slice probabilities"
@@ -456,7 +458,8 @@ class MDTextureLogic:
         heat = self.currentHeatmap(p)
         fill_score_table(table, rows, params, {
             "heatmapClass": p.viewClass, "heatmap": heat.GetName(), "segmentation": p.segmentation.GetName(),
-            "ff": p.ff.GetName(), "model": p.modelName, "modelSha256": p.modelSha256})
+            "ff": p.ff.GetName(), "model": p.modelName, "modelSha256": p.modelSha256,
+            "precision": p.precisionUsed})
         self.groupOutputs(p)
         note = normal_class_warning({"": p.viewClass}) if classNote else None
         if note:
@@ -507,7 +510,10 @@ class MDTextureLogic:
         if not p.verdict:
             return ""
         probs = p.probabilityDict()
-        return f"{p.verdict}  (" + ", ".join(f"{c} {100 * probs.get(c, 0):.1f}%" for c in CLASSES) + ")"
+        text = f"{p.verdict}  (" + ", ".join(f"{c} {100 * probs.get(c, 0):.1f}%" for c in CLASSES) + ")"
+        # what the network ran in, beside the answer it gave (bfloat16 was measured not to change verdicts: README)
+        return text + (f"  [network in {PRECISION_NAMES.get(p.precisionUsed, p.precisionUsed)}]"
+                       if p.precisionUsed else "")
 
 
 def _startup_environment():

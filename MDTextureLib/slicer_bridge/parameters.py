@@ -69,6 +69,7 @@ class MDTextureParameters:
     modelPath = _Param("ModelPath", str, "")  # empty: the shipped model
     device = _Param("Device", str, "auto")  # auto, cpu, cuda
     precision = _Param("Precision", str, "auto")  # auto, fp32, bf16 (see MDTextureLib.precision)
+    precisionUsed = _Param("PrecisionUsed", str, "")  # what the last Classify's network ran in: fp32 or bf16
     targetClass = _Param("TargetClass", str, "auto")  # auto (the verdict) or one of CLASSES
     viewClass = _Param("ViewClass", str, "")  # class whose heatmap is shown and scored; empty until classified
     background = _Param("Background", str, "FF")  # FF or Water under the heatmap

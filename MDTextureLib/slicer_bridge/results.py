@@ -77,7 +77,7 @@ def write_result_folder(p, out, overwrite: bool = False, leg_rows: dict | None =
                 _write_segmentation(p.segmentation, tmp / "muscles.seg.nrrd")
             summary = {"verdict": p.verdict, "probabilities": p.probabilityDict(), "heatmap_class": p.viewClass,
                        "fat_map": any(p.fatHeatmap(c) is not None for c in CLASSES),
-                       "model": {"name": p.modelName, "sha256": p.modelSha256},
+                       "model": {"name": p.modelName, "sha256": p.modelSha256}, "precision": p.precisionUsed,
                        "texture_score_parameters": asdict(p.scoreParameters()), "ff": p.ff.GetName()}
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         except OSError as exc:

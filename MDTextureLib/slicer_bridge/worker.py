@@ -78,7 +78,7 @@ def run(folder: Path) -> int:
              heatmaps=heatmaps, **extra)
     fields = {"verdict": result.verdict, "target_class": result.target_class, "model_name": result.model_name,
               "model_sha256": result.model_sha256, "warnings": list(result.warnings), "classes": list(CLASSES),
-              "legs": legs}
+              "legs": legs, "precision": result.precision}
     (folder / "result.partial.json").write_text(json.dumps(fields))
     os.replace(folder / "result.partial.json", folder / RESULT_FIELDS)
     os.replace(partial, folder / RESULT_ARRAYS)  # last: its presence means the result is whole

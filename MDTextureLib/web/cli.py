@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..constants import CLASSES
+from ..precision import PRECISION_HELP, PRECISIONS
 from .files import DEFAULT_UPLOAD_LIMIT_MB
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -34,6 +35,7 @@ def register(sub) -> None:
     p.add_argument("--demo", action="store_true", help="open a generated phantom (synthetic) at start")
     p.add_argument("--demo-class", choices=CLASSES, default="DMD", help="the demo phantom's class (default DMD)")
     p.add_argument("--demo-seed", type=int, default=7, help="the demo phantom's seed (default 7)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     p.set_defaults(func=cmd_serve)
 
 

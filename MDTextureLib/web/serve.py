@@ -18,14 +18,16 @@ POLL_INTERVAL_S = 0.25
 READY_LINE = "MDTexture is ready at"
 
 
-def build_app(server, data_root=None, upload_limit_mb: float = 512.0):
-    """The views, session and page on ``server`` (a trame server, started or not): returns the session."""
+def build_app(server, data_root=None, upload_limit_mb: float = 512.0, precision: str = "auto"):
+    """The views, session and page on ``server`` (a trame server, started or not): returns the session.
+    ``precision`` (auto, fp32, bf16) is what every Classify of the page runs the network in."""
     from .layout import build_page
     from .session import WebSession
     from .viewer import SlicerViews
 
     views = SlicerViews(server)
     session = WebSession(server.state, views, DataRoot(data_root), Uploads(upload_limit_mb))
+    session.precision = precision
 
     def act(method, *args):
         result = session.guarded(method, *args)
@@ -82,7 +84,7 @@ def serve(args) -> int:
         raise InputError("the web app needs the 'web' extra: pip install 'mdtexture[web]'") from None
     data_root = DataRoot(args.data_root)  # refuse a missing folder before anything starts
     server = get_server("mdtexture", client_type="vue3")
-    session = build_app(server, data_root.root, args.upload_limit_mb)
+    session = build_app(server, data_root.root, args.upload_limit_mb, args.precision)
     open_first_case(session, args)
 
     @server.controller.add("on_server_ready")

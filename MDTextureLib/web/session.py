@@ -47,6 +47,7 @@ class WebSession:
         self.logic.log = self._note
         self.job = None
         self.score_rows = None
+        self.precision = "auto"  # what every Classify runs the network in (`mdtexture serve --precision`)
         self.views.editor.segmentation_modified.connect(self._refresh_segments)
         for key, value in INITIAL_STATE.items():
             state[key] = value
@@ -161,6 +162,7 @@ class WebSession:
         if self.job is not None:
             raise InputError("a classification is already running")
         self.p.fatMap = bool(self.state.fat_map)  # the page's checkbox: also compute the fat attribution
+        self.p.precision = self.precision  # the server's choice (a new case's scene starts from the defaults)
         self.job = self.logic.startClassify()
         self.state.classify_running = True
         self.state.progress, self.state.progress_text = 0, "starting the classification process…"
