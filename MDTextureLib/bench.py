@@ -339,6 +339,8 @@ def format_report(r: dict) -> str:
                          f"{v['fp32_it_per_s']:.2f} it/s, bfloat16 {v['bf16_it_per_s']:.2f} it/s = "
                          f"{v['bf16_over_fp32']:.2f}× "
                          f"{_target(v['bf16_over_fp32'], 'training_bf16_over_fp32', below=False)}"
+                         + (f" (rounds {min(v['bf16_over_fp32_rounds']):.2f}–{max(v['bf16_over_fp32_rounds']):.2f}×)"
+                            if v.get("bf16_over_fp32_rounds") else "")
                          + recipe)
     if "agreement" in r:
         a = r["agreement"]
@@ -405,7 +407,8 @@ def register(sub) -> None:
     p.add_argument("--no-process", action="store_true", help="skip timing a whole `mdtexture classify` process")
     p.add_argument("--training", action="store_true",
                    help="also time the training loop (batch 8, float32 and bfloat16) for the shipped recipes")
-    p.add_argument("--training-iterations", type=int, default=6, help="iterations per timed training round")
+    p.add_argument("--training-iterations", type=int, default=16,
+                   help="iterations per timed training round (three rounds per precision)")
     p.add_argument("--agreement", type=int, default=0, metavar="N",
                    help="also compare bfloat16 with float32 answers on N phantom scans")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")

@@ -178,14 +178,16 @@ def _synthetic_training_set(size_px: int, pixel_mm: float, n_scans: int = 6, n_s
     return SliceDataset.build(items, pixel_mm=pixel_mm, size_px=size_px)
 
 
-def training_throughput(cards: list, iterations: int = 6, rounds: int = 2, batch_size: int = 8,
+def training_throughput(cards: list, iterations: int = 16, rounds: int = 3, batch_size: int = 8,
                         scan_matrix: int = 192) -> dict:
     """Iterations per second of the training loop (augmentation, forward, loss, backward, SGD step) at batch
     ``batch_size``, float32 against bfloat16, for the variant of each model card in ``cards``, and the shipped
     recipe's wall time in each (the card's iterations × the measured seconds per iteration).
 
     Rounds alternate the precisions, so a drifting machine slows both alike; each round is one short training run
-    after a one-iteration warm-up; the median seconds per iteration of the rounds counts. The data are a few
+    after a one-iteration warm-up; the median seconds per iteration of the rounds counts, and each round's own
+    ratio is kept (``bf16_over_fp32_rounds``: their spread is how far one short measurement can be trusted; with
+    two rounds of six iterations one day's runs gave 1.51× and 2.09× for the same code). The data are a few
     ``scan_matrix``² phantom scans resampled to the card's window, so a step costs what it costs in training.
     """
     import torch
@@ -220,6 +222,7 @@ def training_throughput(cards: list, iterations: int = 6, rounds: int = 2, batch
         out["variants"][variant] = {
             "fp32_it_per_s": 1 / s_it["fp32"], "bf16_it_per_s": 1 / s_it["bf16"],
             "bf16_over_fp32": s_it["fp32"] / s_it["bf16"],
+            "bf16_over_fp32_rounds": [f / b for f, b in zip(per_it["fp32"], per_it["bf16"])],
             "recipe_iterations": recipe,
             "recipe_fp32_min": recipe * s_it["fp32"] / 60 if recipe else None,
             "recipe_bf16_min": recipe * s_it["bf16"] / 60 if recipe else None,
