@@ -11,6 +11,11 @@ z to superior), so "patient right" is simply "smaller x".
   lies toward patient right (smaller x) of the tibia; where only the tibia is found, it lies medial of the calf's
   centre. If the bones are not found consistently, the DICOM laterality is used,
   then the user's ``--side``; failing all, the leg is assumed to be a right leg, with a warning.
+* A leg cut by the field of view: its outline meets the image's edge. A warning names the edge and the slices
+  (the network then sees part of a leg). Where the cut passes through something without signal — a bone's cortex,
+  typically the tibia under the skin of the shin — the slice does not vote on the side: the largest bone left in the
+  image is then the fibula, and taking it for the tibia reads a right leg as a left one (hostile run: a field of
+  view cut 90 rows into the shin was read as a mirrored left leg).
 
 Pure numpy/scipy; nothing here knows the network or files.
 """
@@ -40,6 +45,9 @@ MIN_TIBIA_TO_FIBULA = 1.3  # the tibia's cross-section is 3-6x the fibula's; bel
 MIN_LATERAL_MM = 3.0  # the fibula's centre lies this far lateral of the tibia's (typically 15-30 mm)
 MIN_SLICES_VOTING = 2  # slices on which both bones are found
 MIN_AGREEMENT = 0.75  # share of voting slices that must agree on the side
+CUT_MIN_MM = 10.0  # a leg whose outline runs along an image edge for this length on a slice is cut there
+#: The canonical array's edges (rows: y to posterior; columns: x to patient left) as the patient's directions.
+EDGE_NAMES = ("anterior", "posterior", "right", "left")
 
 
 @dataclass(frozen=True)
@@ -133,6 +141,50 @@ def dark_voxels(ff_zyx: np.ndarray, magnitude_zyx: np.ndarray | None = None) -> 
     return dark | (mag < DARK_MAGNITUDE * level)
 
 
+def _edges(a: np.ndarray) -> tuple:
+    """The four image edges of a (z, y, x) array as (z, n) lines, in :data:`EDGE_NAMES` order."""
+    return a[:, 0, :], a[:, -1, :], a[:, :, 0], a[:, :, -1]
+
+
+def bone_cut_slices(dark_zyx: np.ndarray, leg_zyx: np.ndarray) -> np.ndarray:
+    """(z,) bool: slices on which an image edge cuts through something without signal inside the leg — along the
+    edge, between the leg's first and last voxel there, a voxel that is not the leg's (dark cortex is outside a
+    body mask that cannot close a ring cut open) or is dark."""
+    cut = np.zeros(leg_zyx.shape[0], bool)
+    for leg, dark in zip(_edges(np.asarray(leg_zyx, bool)), _edges(np.asarray(dark_zyx, bool))):
+        n = leg.shape[1]
+        idx = np.arange(n)
+        present = leg.any(axis=1)
+        first = np.where(present, leg.argmax(axis=1), n)
+        last = np.where(present, n - 1 - leg[:, ::-1].argmax(axis=1), -1)
+        span = (idx >= first[:, None]) & (idx <= last[:, None])
+        cut |= (span & (~leg | dark)).any(axis=1)
+    return cut
+
+
+def field_of_view_cut(leg_zyx: np.ndarray, spacing_xyz_mm: tuple) -> str | None:
+    """A warning when the leg's outline runs along an image edge (at least CUT_MIN_MM on a slice): the image holds
+    part of the leg. None when it does not."""
+    sx, sy = float(spacing_xyz_mm[0]), float(spacing_xyz_mm[1])
+    leg = np.asarray(leg_zyx, bool)
+    present = leg.any(axis=(1, 2))
+    if not present.any():
+        return None
+    cut_slices = np.zeros(leg.shape[0], bool)
+    parts = []
+    for name, line, pixel_mm in zip(EDGE_NAMES, _edges(leg), (sx, sx, sy, sy)):
+        length_mm = line.sum(axis=1) * pixel_mm
+        on = length_mm >= CUT_MIN_MM
+        if on.any():
+            cut_slices |= on
+            parts.append(f"{name} edge on {int(on.sum())} slice(s), up to {length_mm.max():.0f} mm")
+    if not parts:
+        return None
+    return (f"the leg is cut by the field of view: its outline runs along the image's {'; '.join(parts)} "
+            f"({int(cut_slices.sum())} of {int(present.sum())} slices): the network sees part of the leg, so the "
+            "verdict and heatmap may not hold, and muscle outside the image is not scored")
+
+
 def side_from_bones(dark_zyx: np.ndarray, leg_zyx: np.ndarray, spacing_xyz_mm: tuple) -> tuple[str | None, str]:
     """('right' | 'left' | None, evidence): the side told by the bones, slice by slice.
 
@@ -140,18 +192,20 @@ def side_from_bones(dark_zyx: np.ndarray, leg_zyx: np.ndarray, spacing_xyz_mm: t
     behind the interosseous membrane, between tibia and fibula), and the fibula lateral of the tibia; lateral is
     toward patient right (−x) for a right leg. A slice votes by the tibia alone: the fibula's thin cortex is often
     blurred at 1-1.5 mm pixels and small dark rings in lean muscle can pose as one (on phantoms the tibia's vote was
-    never wrong, the fibula's was on ~10 % of slices); a fibula that agrees is reported as evidence.
+    never wrong, the fibula's was on ~10 % of slices); a fibula that agrees is reported as evidence. A slice on
+    which the field of view cuts a bone (:func:`bone_cut_slices`) does not vote.
     """
     sx, sy = float(spacing_xyz_mm[0]), float(spacing_xyz_mm[1])
     votes = {"right": 0, "left": 0}
     medial_mm, lateral_mm = [], []
+    bone_cut = bone_cut_slices(dark_zyx, leg_zyx)
     box = ndimage.find_objects(np.asarray(leg_zyx, np.uint8).max(axis=0))  # only the leg's bounding box matters
     if box:
         dark_zyx, leg_zyx = dark_zyx[(slice(None),) + box[0]], leg_zyx[(slice(None),) + box[0]]
     bones_by_slice = bones_per_slice(dark_zyx, leg_zyx, sx * sy)
     for k in range(dark_zyx.shape[0]):
         leg = leg_zyx[k]
-        if not leg.any():
+        if not leg.any() or bone_cut[k]:
             continue
         bones = bones_by_slice[k]
         if not bones or bones[0][0] < MIN_TIBIA_MM2:
@@ -168,13 +222,15 @@ def side_from_bones(dark_zyx: np.ndarray, leg_zyx: np.ndarray, spacing_xyz_mm: t
         votes[side] += 1
         medial_mm.append(abs(offset))
     n = votes["right"] + votes["left"]
+    cut_note = (f"; the field of view cuts a bone on {int(bone_cut.sum())} slice(s), which do not vote"
+                if bone_cut.any() else "")
     if n < MIN_SLICES_VOTING:
-        return None, f"tibia found on {n} of {dark_zyx.shape[0]} slices"
+        return None, f"tibia found on {n} of {dark_zyx.shape[0]} slices" + cut_note
     side = max(votes, key=votes.get)
     evidence = f"tibia {np.median(medial_mm):.0f} mm medial of the calf's centre"
     if lateral_mm:
         evidence += f", fibula {np.median(lateral_mm):.0f} mm lateral of the tibia"
-    evidence += f"; {votes[side]} of {n} slices agree"
+    evidence += f"; {votes[side]} of {n} slices agree" + cut_note
     if votes[side] < MIN_AGREEMENT * n:  # the evidence leans one way, but not clearly enough to mirror on it
         return None, evidence + f", fewer than the {MIN_AGREEMENT:.0%} needed to decide"
     return side, evidence
@@ -201,6 +257,9 @@ def find_legs(ff_zyx: np.ndarray, body_zyx: np.ndarray, spacing_xyz_mm: tuple, s
                              f"by its bones ({evidence}): check the image's direction matrix")
             if side is not None:
                 notes.append(f"--side {side} ignored: two legs in the field of view, sides from their positions")
+            cut = field_of_view_cut(mask, spacing_xyz_mm)
+            if cut:
+                notes.append(cut)
             legs.append(Leg(leg_side, "position", columns, tuple(notes)))
         return legs
     notes = []
@@ -221,6 +280,9 @@ def find_legs(ff_zyx: np.ndarray, body_zyx: np.ndarray, spacing_xyz_mm: tuple, s
         chosen, source = "right", "assumed"
         notes.append(f"the side of the leg could not be determined ({evidence}; no DICOM laterality, no --side): "
                      "assumed to be a right leg; give --side left if it is a left leg")
+    cut = field_of_view_cut(body, spacing_xyz_mm)
+    if cut:
+        notes.append(cut)
     return [Leg(chosen, source, None, tuple(notes))]
 
 

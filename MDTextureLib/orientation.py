@@ -12,10 +12,14 @@ in the input's own array order, so every output keeps the input's size, spacing,
   ``OBLIQUE_MAX_DEG`` with a warning stating the angle, beyond that refused (the leg's cross-section would be
   stretched by more than 1/cos 30° = 15 %).
 * A non-axial acquisition (its slice axis is not S) becomes axial by the permutation. Its former slice spacing is
-  then an in-plane spacing: beyond ``MAX_INPLANE_MM`` (the model was trained on 0.7-1.5 mm pixels) it is refused;
-  otherwise, when its new axial slices are much thinner than the card's ``slice_mm``, groups of them are averaged
-  (a thick slice integrates the tissue it spans) into slices of about ``slice_mm``, with a warning stating the
-  resulting resolution; results go back to the input's slices by linear interpolation.
+  then an in-plane spacing: beyond ``MAX_INPLANE_MM`` (the model was trained on 0.7-1.5 mm pixels) it is refused.
+* Whatever the plane, axial slices much thinner than the card's ``slice_mm`` are averaged in groups (a thick slice
+  integrates the tissue it spans) into slices of about ``slice_mm``, with a warning stating the resulting
+  resolution; results go back to the input's slices by linear interpolation. One volume therefore gives one answer
+  however it is stored: 1-mm slices stored axially are read as the same 1-mm slices stored sagittally are.
+* Axial slices much thicker than ``slice_mm``, and axial pixels coarser than ``MAX_INPLANE_MM`` (and than twice the
+  model window's pixel), cannot be made what the model saw: they are read as they are, with a warning that says so
+  (each 3-slice stack spans more of the leg; fine texture is lost in large pixels).
 
 Pure numpy; nothing here reads files or knows the network.
 """
@@ -44,6 +48,7 @@ OBLIQUE_WARN_DEG = 3.0  # below this a tilt changes the leg's cross-section by <
 OBLIQUE_MAX_DEG = 30.0  # beyond this the nearest permutation would stretch the cross-section by > 15 %
 MAX_INPLANE_MM = 2.0  # coarser axial pixels than this (after reordering) are not what the model was trained on
 THIN_SLICE_RATIO = 1.5  # axial slices thinner than slice_mm / this are averaged into ~slice_mm slices
+THICK_SLICE_RATIO = 1.5  # axial slices thicker than slice_mm × this are read with a warning
 
 _LPS = "LPS"
 _PLANE_OF_SLICE_AXIS = {"L": "sagittal", "P": "coronal", "S": "axial"}
@@ -155,10 +160,11 @@ def nearest_axes(direction: tuple | np.ndarray) -> tuple[list, list, float]:
 
 
 def orientation_of(shape_zyx: tuple, spacing_xyz_mm: tuple, direction: tuple, slice_mm: float | None = None,
-                   notes: list | None = None) -> Orientation:
+                   notes: list | None = None, window_pixel_mm: float | None = None) -> Orientation:
     """The Orientation of an array of ``shape_zyx`` on a grid with ``spacing_xyz_mm`` and ``direction`` (row-major
     3×3, columns = directions of the i, j, k axes in LPS). ``slice_mm``: the model's axial slice thickness (from the
-    card), used only to average thin slices of a non-axial acquisition. Warnings are appended to ``notes``."""
+    card): thin axial slices are averaged towards it, thick ones are warned about; ``window_pixel_mm``: the model
+    window's pixel (from the card), for the coarse-pixel warning. Warnings are appended to ``notes``."""
     notes = [] if notes is None else notes
     lps, signs, oblique = nearest_axes(direction)
     if oblique > OBLIQUE_MAX_DEG:
@@ -175,26 +181,35 @@ def orientation_of(shape_zyx: tuple, spacing_xyz_mm: tuple, direction: tuple, sl
     spacing = tuple(float(spacing_xyz_mm[index_axis_of[l]]) for l in range(3))  # (x=L, y=P, z=S)
     slice_axis = _LPS[lps[2]]
     orient = Orientation(tuple(int(n) for n in shape_zyx), axes, flips, spacing, oblique, slice_axis)
-    if slice_axis == "S":
-        return orient
     plane = _PLANE_OF_SLICE_AXIS[slice_axis]
     inplane = max(spacing[0], spacing[1])
-    if inplane > MAX_INPLANE_MM:
+    if plane != "axial" and inplane > MAX_INPLANE_MM:
         raise InputError(f"the image is a {plane} acquisition ({spacing_xyz_mm[2]:.2f} mm between slices): read as "
                          f"axial slices its pixels would be {spacing[0]:.2f} × {spacing[1]:.2f} mm, coarser than the "
                          f"{MAX_INPLANE_MM:.1f} mm MDTexture accepts; give an axial acquisition (or a 3-D one with "
                          f"voxels of at most {MAX_INPLANE_MM:.1f} mm)")
     n_in = orient.shape_zyx[0]
+    reordered = "reordered to axial and its" if plane != "axial" else "with its"
     if slice_mm and spacing[2] < slice_mm / THIN_SLICE_RATIO and n_in > 1:
         n_out = max(1, int(round(n_in * spacing[2] / slice_mm)))
         weights, back = slice_averaging(n_in, n_out)
         orient = Orientation(orient.input_shape_zyx, axes, flips, spacing, oblique, slice_axis, weights, back)
-        notes.append(f"{plane} acquisition reordered to axial and its {n_in} slices of {spacing[2]:.2f} mm averaged "
-                     f"into {n_out} axial slices of {orient.spacing_xyz_mm[2]:.2f} mm (pixels {spacing[0]:.2f} × "
-                     f"{spacing[1]:.2f} mm); results are interpolated back onto the input grid")
-    else:
+        notes.append(f"{plane} acquisition {reordered} {n_in} slices of {spacing[2]:.2f} mm averaged into {n_out} "
+                     f"axial slices of {orient.spacing_xyz_mm[2]:.2f} mm (pixels {spacing[0]:.2f} × "
+                     f"{spacing[1]:.2f} mm; the model reads stacks of {slice_mm:g}-mm slices); results are "
+                     "interpolated back onto the input grid")
+    elif plane != "axial":
         notes.append(f"{plane} acquisition reordered to axial: {n_in} slices of {spacing[2]:.2f} mm, pixels "
                      f"{spacing[0]:.2f} × {spacing[1]:.2f} mm")
+    if slice_mm and spacing[2] > slice_mm * THICK_SLICE_RATIO and n_in > 1:
+        notes.append(f"axial slices {spacing[2]:.2f} mm apart, {spacing[2] / slice_mm:.1f}× the {slice_mm:g} mm the "
+                     f"model was trained on: each 3-slice stack spans {3 * spacing[2]:.0f} mm of leg instead of "
+                     f"{3 * slice_mm:.0f} mm; the verdict and heatmap may not apply")
+    coarse = max(MAX_INPLANE_MM, 2 * window_pixel_mm) if window_pixel_mm else None
+    if plane == "axial" and coarse and inplane > coarse:
+        notes.append(f"pixels of {spacing[0]:.2f} × {spacing[1]:.2f} mm, coarser than {coarse:.1f} mm (the model "
+                     f"reads {window_pixel_mm:g}-mm pixels): the texture it classifies is finer than these pixels "
+                     "show; the verdict and heatmap may not apply")
     return orient
 
 
@@ -223,8 +238,10 @@ def slice_averaging(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
 def orientation_for(series, card: dict | None = None, notes: list | None = None) -> Orientation:
     """The Orientation of a DixonSeries' grid, with the card's axial slice thickness."""
     slice_mm = (card or {}).get("orientation", CANONICAL).get("slice_mm")
+    window_pixel_mm = ((card or {}).get("input") or {}).get("pixel_mm")
     grid = series.grid
-    return orientation_of(series.ff.shape, grid.spacing, grid.direction, slice_mm=slice_mm, notes=notes)
+    return orientation_of(series.ff.shape, grid.spacing, grid.direction, slice_mm=slice_mm, notes=notes,
+                          window_pixel_mm=window_pixel_mm)
 
 
 def model_leg_side(card: dict | None) -> str:

@@ -197,3 +197,33 @@ def test_dicom_laterality_is_read_from_the_series(tmp_path):
         writer.Execute(img)
     assert dicom_laterality(str(folder)) == "L"
     assert dicom_laterality(str(tmp_path / "nothing")) is None
+
+
+def test_a_leg_cut_by_the_field_of_view_is_said_and_a_cut_tibia_does_not_pick_the_side():
+    """Hostile run: a field of view that cut 90 rows into the shin made a right leg 'left' by anatomy (the fibula,
+    the largest bone left, taken for the tibia) and the leg was mirrored, with no word of the cut. Now a slice on
+    which the image edge cuts a bone does not vote on the side, and the cut is a warning that reaches the result.
+    A cut through skin and fat only keeps the side from anatomy (with the warning); the whole leg gets neither."""
+    from MDTextureLib.legs import find_legs
+
+    s = make_scan("CMD", seed=2, n_slices=8)
+    spacing = s.spacing_mm
+
+    def cropped(rows):
+        ff = np.ascontiguousarray(s.ff[:, rows:, :])
+        origin = (s.origin_mm[0], s.origin_mm[1] + rows * spacing[1], s.origin_mm[2])
+        return series_from_arrays(Grid(ff.shape[::-1], spacing, origin, s.direction), ff=ff)
+
+    whole = find_legs(s.ff, cropped(0).body_mask(), spacing)[0]
+    assert (whole.side, whole.side_source) == ("right", "anatomy") and whole.warnings == ()
+    shallow = cropped(60)
+    (leg,) = find_legs(shallow.ff, shallow.body_mask(), spacing)
+    assert (leg.side, leg.side_source) == ("right", "anatomy")
+    assert any("cut by the field of view" in w and "anterior edge" in w for w in leg.warnings)
+    deep = cropped(90)
+    (leg,) = find_legs(deep.ff, deep.body_mask(), spacing)
+    assert leg.side_source != "anatomy" and leg.side == "right"  # assumed, and said so; never mirrored to "left"
+    assert any("the field of view cuts a bone on 8 slice(s)" in w for w in leg.warnings)
+    result = classify_volume(deep, shipped_model(), device="cpu")
+    assert any("cut by the field of view" in w for w in result.summary()["warnings"])
+    assert result.summary()["legs"][0]["mirrored"] is False

@@ -139,6 +139,41 @@ def test_a_sagittal_acquisition_is_refused_or_resampled_never_read_as_axial():
     assert result.heatmap.shape == thin.shape
 
 
+def test_thin_thick_and_coarse_axial_slices_are_read_as_the_model_needs_or_said():
+    """Finding (hostile run): the same 1-mm volume gave DMD 0.69 stored axially and 0.87 stored sagittally (averaged
+    into 4-mm slices), and 12-mm slices or 3.3-mm pixels ran with no word. Now thin axial slices are averaged as
+    thin sagittal ones are — one answer however the volume is stored — and thick slices and coarse pixels are read
+    with a warning that names them."""
+    from MDTextureLib.inference import classify_volume
+
+    s = phantom()
+    model = shipped_model()
+    axial = classify_volume(series_from_arrays(Grid(s.ff.shape[::-1], s.spacing_mm, s.origin_mm, s.direction),
+                                               ff=s.ff), model, device="cpu", precision="fp32")
+    thin_zyx = np.repeat(s.ff, 4, axis=0)  # 32 slices of 1 mm, each 4 mm slice = the mean of its 4 thin ones
+    thin = classify_volume(series_from_arrays(Grid(thin_zyx.shape[::-1], (1.2, 1.2, 1.0), s.origin_mm, s.direction),
+                                              ff=thin_zyx), model, device="cpu", precision="fp32")
+    sagittal, geometry = stored(thin_zyx, (1.2, 1.2, 1.0), s.origin_mm, (2, 0, 1), (False, True, False))
+    thin_sagittal = classify_volume(series_from_arrays(Grid(sagittal.shape[::-1], *geometry), ff=sagittal), model,
+                                    device="cpu", precision="fp32")
+    np.testing.assert_allclose(thin.probabilities, thin_sagittal.probabilities, atol=1e-4)
+    np.testing.assert_allclose(thin.probabilities, axial.probabilities, atol=0.02)
+    assert thin.slice_probabilities.shape == (8, 3) and thin.heatmap.shape == thin_zyx.shape
+    assert any("axial acquisition with its 32 slices of 1.00 mm averaged into 8 axial slices of 4.00 mm" in w
+               for w in thin.warnings)
+    assert not any("slices" in w and "mm" in w for w in axial.warnings)  # 4-mm slices: nothing to say
+    # every third slice: 12 mm apart, read as it is, with the reason the answer may not hold
+    thick = classify_volume(series_from_arrays(Grid(s.ff[::3].shape[::-1], (1.2, 1.2, 12.0), s.origin_mm,
+                                                    s.direction), ff=s.ff[::3]), model, device="cpu")
+    assert thick.slice_probabilities.shape == (3, 3)
+    assert any("axial slices 12.00 mm apart, 3.0× the 4 mm" in w and "spans 36 mm" in w for w in thick.warnings)
+    # 3.6-mm pixels (every third column and row): warned, as a sagittal series with such pixels is refused
+    coarse_zyx = s.ff[:, ::3, ::3]
+    coarse = classify_volume(series_from_arrays(Grid(coarse_zyx.shape[::-1], (3.6, 3.6, 4.0), s.origin_mm,
+                                                     s.direction), ff=coarse_zyx), model, device="cpu")
+    assert any("pixels of 3.60 × 3.60 mm, coarser than 2.0 mm" in w for w in coarse.warnings)
+
+
 def test_orientation_round_trip_and_oblique_limits():
     from MDTextureLib.orientation import orientation_of, slice_averaging
 
