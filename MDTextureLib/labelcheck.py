@@ -12,6 +12,13 @@ labelled voxels, or at least 10 % of one segment's voxels, lie outside the body.
 Not caught: labels mirrored about the leg's own centre (they stay inside the leg: 0-11 % outside, 8 of 30 phantoms
 flagged) and labels shifted along the leg (other slices of the same leg).
 
+A segment that covers most of the leg's cross-section is no single calf muscle: a binary muscle mask (every muscle
+value 1, read as "TA" by the 1-7 convention) or a whole-leg mask. Measured on the phantom (``python -m
+MDTextureLib.labelcheck``, 30 scans): the largest segment, the soleus, covers at most 26 % of its leg's cross-section
+on the slices it is drawn on (MG 13 %, TA 10 %), all seven muscles together 35-49 % and more; a segment above
+``MAX_SEGMENT_SHARE_OF_LEG`` (40 %) gets a warning, which a one-value mask of all seven earns on 77 % of the phantom
+scans. A plain labelmap holding the value 1 only is named as what it may be in any case.
+
 Not used, on purpose: the share of labelled voxels in fat-like tissue (FF ≥ 0.9). Fat-replaced muscle in
 advanced DMD or CMD reaches it: correctly placed labels of a CMD phantom had 17 % of their voxels at FF ≥ 0.9,
 as many as the same labels shifted by 30 mm (5-22 %). A fat test would cry wolf on exactly the patients the tool
@@ -26,6 +33,8 @@ import numpy as np
 OUTSIDE_BODY_SHARE_ALL = 0.05
 #: ... or when at least this share of one segment's voxels does.
 OUTSIDE_BODY_SHARE_SEGMENT = 0.10
+#: Warn when one segment covers more than this share of its leg's cross-section (on the slices it is drawn on).
+MAX_SEGMENT_SHARE_OF_LEG = 0.40
 
 
 def outside_body_shares(layers: np.ndarray, body_mask: np.ndarray) -> tuple[dict, float]:
@@ -63,6 +72,74 @@ def label_warnings(layers: np.ndarray, names: dict, body_mask: np.ndarray) -> li
             + (f" (per segment: {listed})" if listed else "")
             + "; is it shifted, mirrored, from another scan or of the other leg? Check it over the FF image: the "
             "texture scores of these segments are unreliable"]
+
+
+def share_of_leg(segment_zyx: np.ndarray, parts_zyx: np.ndarray) -> float | None:
+    """The share of its leg's cross-section a segment (bool mask) covers: its voxels over the voxels of the body's
+    3-D components (``parts_zyx``, labelled) it touches, on the slices it is drawn on — so two legs count apart, and
+    a short segment is not diluted by slices it does not reach. None when it lies wholly outside the body (which
+    :func:`label_warnings` says)."""
+    touched = np.unique(parts_zyx[segment_zyx])
+    touched = touched[touched > 0]
+    if touched.size == 0:
+        return None
+    slices = segment_zyx.any(axis=(1, 2))
+    leg = np.isin(parts_zyx[slices], touched)
+    return float(np.count_nonzero(segment_zyx[slices] & leg) / max(np.count_nonzero(leg), 1))
+
+
+def segment_shares_of_leg(layers: np.ndarray, body_mask: np.ndarray) -> dict:
+    """{label value: :func:`share_of_leg`} of a (z, y, x) labelmap or (L, z, y, x) layers."""
+    from scipy import ndimage
+
+    layers = layers[None] if layers.ndim == 3 else layers
+    parts, _ = ndimage.label(body_mask)
+    shares = {int(v): share_of_leg((layers == v).any(axis=0), parts) for v in np.unique(layers[layers > 0])}
+    return {v: share for v, share in shares.items() if share is not None}
+
+
+def segment_size_warnings(layers: np.ndarray, names: dict, body_mask: np.ndarray) -> list[str]:
+    """A warning per segment that covers more of its leg's cross-section than any one calf muscle does."""
+    return [_too_large(f"{names.get(value, f'label {value}')!r} (value {value})", share)
+            for value, share in sorted(segment_shares_of_leg(layers, body_mask).items())
+            if share > MAX_SEGMENT_SHARE_OF_LEG]
+
+
+def mask_size_warnings(masks: list, body_mask: np.ndarray) -> list[str]:
+    """:func:`segment_size_warnings` for [(segment name, bool mask (z, y, x))] (Slicer's segments)."""
+    from scipy import ndimage
+
+    parts, _ = ndimage.label(body_mask)
+    out = []
+    for name, mask in masks:
+        share = share_of_leg(np.asarray(mask, bool), parts)
+        if share is not None and share > MAX_SEGMENT_SHARE_OF_LEG:
+            out.append(_too_large(repr(name), share))
+    return out
+
+
+def _too_large(segment: str, share: float) -> str:
+    return (f"segment {segment} covers {share:.0%} of the leg's cross-section on the slices it is drawn on; no "
+            f"single calf muscle covers more than {MAX_SEGMENT_SHARE_OF_LEG:.0%}: is it a mask of all the muscles "
+            "or of the whole leg? Its texture score is not that muscle's")
+
+
+def convention_warning(names: dict) -> str | None:
+    """For a plain labelmap (no segment names in the file; ``names``: its values), a warning when it holds the
+    value 1 only (a binary mask reads as TA) or none of 1-7, the values MDTexture reads as TA, EDL, Per, TP, Sol,
+    LG, MG (its segments are scored under label_N names)."""
+    from .constants import MUSCLES
+
+    if list(names) == [1]:
+        return (f"the labelmap holds one value only, 1, read as {MUSCLES[0]} (values 1-{len(MUSCLES)}: "
+                f"{', '.join(MUSCLES)}): if it is a mask of all the muscles or of the leg, its score is not the "
+                f"{MUSCLES[0]}'s; give one value per muscle")
+    if any(1 <= v <= len(MUSCLES) for v in names):
+        return None
+    shown = ", ".join(str(v) for v in sorted(names)[:8]) + (", …" if len(names) > 8 else "")
+    return (f"the labelmap holds none of the values 1-{len(MUSCLES)} that name the calf muscles "
+            f"({', '.join(f'{i + 1} {m}' for i, m in enumerate(MUSCLES))}) but {shown}: its segments are scored "
+            "as label_N with no muscle named; relabel it, or give a .seg.nrrd with named segments")
 
 
 #: Muscle pairs of which the first lies lateral of the second in every calf (lateral gastrocnemius / medial
@@ -109,3 +186,29 @@ def mirrored_labels_warning(layers: np.ndarray, names: dict, side: str, side_sou
     return (f"the segmentation looks mirrored on the {side} leg{how}: {' and '.join(wrong)}; is it of the other "
             "leg, was its x axis flipped by a converter, or is the leg's side wrong (--side)? Its texture scores "
             "belong to other muscles")
+
+
+def _phantom_shares(n_scans: int = 30) -> None:
+    """``python -m MDTextureLib.labelcheck``: per muscle, the largest share of its leg's cross-section on phantom
+    scans (DMD, CMD, normal in turn), and the smallest share of all seven together: the numbers behind
+    MAX_SEGMENT_SHARE_OF_LEG."""
+    from .constants import CLASSES, MUSCLES
+    from .phantom import make_scan
+
+    largest, together = {}, []
+    for i in range(n_scans):
+        scan = make_scan(CLASSES[i % 3], seed=500 + i, n_slices=6)
+        body = scan.ff > 0
+        for value, share in segment_shares_of_leg(scan.labels, body).items():
+            largest[MUSCLES[value - 1]] = max(largest.get(MUSCLES[value - 1], 0.0), share)
+        together.append(segment_shares_of_leg((scan.labels > 0).astype(np.uint16), body)[1])
+    caught = np.mean(np.asarray(together) > MAX_SEGMENT_SHARE_OF_LEG)
+    print("largest share of the leg's cross-section per muscle: "
+          + ", ".join(f"{m} {largest[m]:.0%}" for m in MUSCLES if m in largest)
+          + f"; all seven together at least {min(together):.0%} (median {np.median(together):.0%}); "
+          f"a one-value mask of all seven is above MAX_SEGMENT_SHARE_OF_LEG ({MAX_SEGMENT_SHARE_OF_LEG:.0%}) on "
+          f"{caught:.0%} of the scans")
+
+
+if __name__ == "__main__":
+    _phantom_shares()

@@ -82,6 +82,9 @@ def read_labels(path: str | os.PathLike, grid: Grid) -> LabelMap:
         values = np.unique(sitk.GetArrayViewFromImage(image))
         if not np.allclose(values, np.round(values)):
             raise InputError(f"segmentation {p.name} has non-integer values; a labelmap is needed")
+        if values.min() < 0:  # e.g. background -1: read as unsigned it would become a label 65535 over the air
+            raise InputError(f"segmentation {p.name} has negative values ({values.min():g}); a labelmap holds 0 for "
+                             "the background and positive values for the muscles (1-7: TA, EDL, Per, TP, Sol, LG, MG)")
         layers = sitk.GetArrayFromImage(sitk.Cast(image, sitk.sitkUInt16))[None]
         label_grid, names = Grid.of(image), {}
     if label_grid.mismatch(grid):
@@ -105,8 +108,12 @@ def read_labels(path: str | os.PathLike, grid: Grid) -> LabelMap:
                          "(empty, or it does not overlap the image)")
     if not names:  # a plain labelmap: name the values present after resampling
         from .constants import MUSCLES
+        from .labelcheck import convention_warning
         present = [int(v) for v in np.flatnonzero(np.bincount(layers.ravel())) if v != 0]
         names = {v: (MUSCLES[v - 1] if 1 <= v <= len(MUSCLES) else f"label_{v}") for v in present}
+        unnamed = convention_warning(names)
+        if unnamed:
+            notes.append(unnamed)
     overlap = _overlap_note(layers, names)
     if overlap:
         notes.append(overlap)

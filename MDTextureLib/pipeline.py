@@ -21,7 +21,7 @@ from .dicom import laterality as dicom_laterality
 from .errors import InputError
 from .inference import VolumeResult, classify_volume
 from .io import DixonSeries, check_distinct_files, load_dixon, write_image
-from .labelcheck import label_warnings, mirrored_labels_warning
+from .labelcheck import label_warnings, mirrored_labels_warning, segment_size_warnings
 from .labels import LabelMap, read_labels
 from .modelfile import Model
 from .outputs import atomic_dir, describe_os_error
@@ -81,6 +81,7 @@ def read_case(inputs: CaseInputs) -> LoadedCase:
     labels = read_labels(inputs.segmentation, series.grid) if inputs.segmentation else None
     if labels is not None:
         labels.warnings.extend(label_warnings(labels.layers, labels.names, series.body_mask()))
+        labels.warnings.extend(segment_size_warnings(labels.layers, labels.names, series.body_mask()))
     return LoadedCase(inputs=inputs, series=series, study_facts=study_facts, labels=labels)
 
 

@@ -120,3 +120,51 @@ def test_labels_mirrored_inside_the_leg_are_flagged_and_a_true_left_leg_is_not(t
             assert case.summary["legs"][0]["side"] == "left"
     assert warned["right"] == [] and warned["left leg"] == []
     assert len(warned["mirrored labels"]) == 1 and "LG lies medial of MG" in warned["mirrored labels"][0]
+
+
+def test_a_binary_mask_relabelled_values_or_a_negative_background_are_never_scored_as_muscles(tmp_path):
+    """Hostile run: a binary muscle mask (every muscle value 1) was scored as TA (331 mL, score 1.0) with no
+    warning; values 10-70 gave seven empty muscle rows and label_N rows, unexplained; a background of -1 became a
+    'label_65535' over the air. Now: the binary mask is named as what it may be and flagged as covering more of the
+    leg than any one muscle; values outside 1-7 are explained; a negative value is refused. The drawn labels get
+    none of these warnings."""
+    from MDTextureLib.errors import InputError
+    from MDTextureLib.pipeline import CaseInputs, read_case
+
+    scan = make_scan("DMD", seed=3, n_slices=6)
+    geometry = {"spacing": scan.spacing_mm, "origin": scan.origin_mm, "direction": scan.direction}
+    ff = str(write_nrrd(scan.ff, tmp_path / "ff.nrrd", geometry))
+
+    def warnings_for(name, labels):
+        seg = write_nrrd(np.ascontiguousarray(labels), tmp_path / f"{name}.nrrd", geometry)
+        return read_case(CaseInputs(ff=ff, segmentation=str(seg))).labels.warnings
+
+    assert warnings_for("drawn", scan.labels.astype(np.uint16)) == []
+    binary = warnings_for("binary", (scan.labels > 0).astype(np.uint8))
+    assert any("holds one value only, 1, read as TA" in w for w in binary)
+    # a whole-leg mask, even with the muscles' own values beside it: more of the leg than any one muscle covers
+    leg = np.where(scan.ff > 0, 5, 0).astype(np.uint16)
+    (size,) = warnings_for("leg", leg)
+    share = int(size.split("covers ")[1].split("%")[0])
+    assert share > 90 and "'Sol' (value 5)" in size
+    tens = warnings_for("tens", (scan.labels * 10).astype(np.uint16))
+    assert any("holds none of the values 1-7" in w and "but 10, 20, 30" in w for w in tens)
+    background = np.where(scan.labels > 0, scan.labels.astype(np.int16), np.int16(-1))
+    with pytest.raises(InputError, match=r"negative values \(-1\)"):
+        warnings_for("negative", background)
+
+
+def test_segment_share_of_its_own_leg_on_a_hand_built_two_leg_case():
+    """Each segment is measured against the body component it lies in, on the slices it is drawn on: two legs
+    count apart, and slices the segment does not reach do not dilute it."""
+    from MDTextureLib.labelcheck import segment_shares_of_leg, segment_size_warnings
+
+    body = np.zeros((4, 20, 40), bool)
+    body[:, 2:18, 2:18] = True  # leg one: 256 voxels per slice
+    body[:, 2:18, 22:38] = True  # leg two
+    labels = np.zeros(body.shape, np.uint16)
+    labels[1:3, 4:12, 4:12] = 1  # 64 of 256 on slices 1-2: 25 %
+    labels[0, 2:18, 22:34] = 2  # 192 of 256 on slice 0 of leg two: 75 %
+    assert segment_shares_of_leg(labels, body) == pytest.approx({1: 0.25, 2: 0.75})
+    (warning,) = segment_size_warnings(labels, {1: "TA", 2: "Sol"}, body)
+    assert "'Sol' (value 2) covers 75% of the leg's cross-section" in warning

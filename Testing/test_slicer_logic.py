@@ -397,6 +397,31 @@ def test_segmentation_exported_against_ff_equals_the_drawn_labels(classified):
     assert scene.GetNodesByClass("vtkMRMLLabelMapVolumeNode").GetNumberOfItems() == 0  # temporary node removed
 
 
+def test_a_segment_larger_than_any_muscle_is_said_with_the_scores(classified, tmp_path):
+    """A whole-leg segment drawn as 'TA' is scored (as the engine would) and the log says it is no single muscle,
+    as ``mdtexture classify`` does for a labelmap; the drawn muscles get no such note."""
+    scene, logic, p = classified["scene"], classified["logic"], classified["p"]
+    notes = []
+    drawn, log = p.segmentation, logic.log
+    logic.log = notes.append
+    try:
+        logic.computeScores(p)
+        assert not any("cross-section" in n for n in notes)
+        _write_nrrd((sb.array_of_volume(p.ff) > 0).astype(np.uint8), tmp_path / "leg.nrrd")
+        lm = _read_volume(scene, tmp_path / "leg.nrrd", "leg", "vtkMRMLLabelMapVolumeNode")
+        whole = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "whole leg")
+        assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(lm, whole)
+        whole.GetSegmentation().GetNthSegment(0).SetName("TA")
+        p.segmentation = whole
+        logic.computeScores(p)
+        (note,) = [n for n in notes if "cross-section" in n]
+        assert note.startswith("segment 'TA' covers") and "whole leg" in note
+    finally:
+        logic.log = log
+        p.segmentation = drawn
+        logic.computeScores(p)
+
+
 def test_score_table_equals_engine(classified, engine):
     series_ref, result_ref, labelmap = engine
     p, rows = classified["p"], classified["rows"]

@@ -19,6 +19,7 @@ import slicer.util
 from ..constants import CLASSES
 from ..errors import InputError
 from ..io import DixonSeries, normalise_ff
+from ..labelcheck import mask_size_warnings
 from ..modelcard import default_model_path, read_card
 from ..precision import PRECISION_NAMES
 from ..scores import normal_class_warning
@@ -451,6 +452,9 @@ class MDTextureLogic:
         params = p.scoreParameters()
         masks = segment_masks(p.segmentation, p.ff)
         rows = score_segments(heatmap, masks, ff, ff_grid.spacing, params)
+        # a segment no calf muscle could be (all muscles, or the whole leg, drawn as one) is said beside its score
+        for note in mask_size_warnings(masks, series_from_nodes(ff=p.ff, ff_unit=p.ffUnit).body_mask()):
+            self.log(note)
         table = p.scoreTable
         if table is None:
             table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", f"{p.ff.GetName()} texture scores")
