@@ -9,7 +9,9 @@ The one rule for an output folder ``OUT`` (every command that writes a folder go
   ``--overwrite``: MDTexture never writes over or into what it reads.
 * ``OUT`` that does not exist, or is an empty folder, is used.
 * ``OUT`` that is not empty is replaced only when it is an earlier MDTexture output (it holds :data:`MANIFEST`,
-  which lists every file written) with nothing added since, and ``--overwrite`` is given; otherwise refused.
+  which lists every file written, with its size and, up to :data:`HASHED_UP_TO_BYTES`, its SHA-256) with nothing
+  added or changed since (an edited ``prediction.json`` is the user's now), and ``--overwrite`` is given;
+  otherwise refused.
 * Folders get the permissions the user's umask gives (``mkdtemp`` alone would leave them 0700).
 """
 
@@ -163,6 +165,42 @@ def _tree(folder: Path) -> list:
     return found
 
 
+#: Files up to this size get a SHA-256 in the manifest (the ones people edit: JSON, CSV); larger ones their size.
+HASHED_UP_TO_BYTES = 1 << 20
+
+
+def _fingerprint(path: Path) -> dict:
+    size = path.stat().st_size
+    if size > HASHED_UP_TO_BYTES:
+        return {"bytes": size}
+    import hashlib
+
+    return {"bytes": size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def _fingerprints(folder: Path, names: list) -> dict:
+    """{relative path: size (and SHA-256)} of the files among ``names``."""
+    return {name: _fingerprint(folder / name) for name in names
+            if (folder / name).is_file() and not (folder / name).is_symlink()}
+
+
+def _changed(folder: Path, recorded: dict) -> list:
+    """Files whose size or SHA-256 differ from what the manifest recorded (or that became something else); a file
+    removed since holds nothing of anyone's."""
+    changed = []
+    for name, then in recorded.items():
+        path = folder / name
+        if not path.exists() and not path.is_symlink():
+            continue
+        try:
+            now = _fingerprint(path) if path.is_file() and not path.is_symlink() else None
+        except OSError:
+            now = None
+        if now is None or any(now.get(key) != value for key, value in then.items()):
+            changed.append(name)
+    return sorted(changed)
+
+
 def _count(names: list) -> str:
     return f"{len(names)} entr{'y' if len(names) == 1 else 'ies'}"
 
@@ -204,6 +242,11 @@ def check_output_folder(out: str | os.PathLike, inputs=(), overwrite: bool = Fal
         shown = ", ".join(added[:3]) + (", …" if len(added) > 3 else "")
         raise InputError(f"{what} {out} holds {earlier} but also {_count(added)} MDTexture did not write "
                          f"({shown}); move them away or choose a new folder")
+    changed = _changed(out, manifest.get("contents") or {})  # manifests before contents were recorded: none
+    if changed:
+        shown = ", ".join(changed[:3]) + (", …" if len(changed) > 3 else "")
+        raise InputError(f"{what} {out} holds {earlier}, but {shown} changed since MDTexture wrote "
+                         f"{'it' if len(changed) == 1 else 'them'}; keep your version elsewhere or choose a new folder")
 
 
 def check_output_files(paths, overwrite: bool = False, ours: bool = False, what: str = "output") -> None:
@@ -239,8 +282,10 @@ def temp_sibling(path: str | os.PathLike, what: str = "output folder") -> Path:
 def _write_manifest(folder: Path, command: str) -> None:
     from . import __version__
 
+    files = _tree(folder)
     manifest = {"written_by": "MDTexture", "command": command, "version": __version__,
-                "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": _tree(folder)}
+                "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": files,
+                "contents": _fingerprints(folder, files)}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
 
 

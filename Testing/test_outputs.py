@@ -163,6 +163,20 @@ def test_an_earlier_output_is_replaced_only_with_overwrite_and_only_whole(tmp_pa
     assert code == 0 and json.loads((out / "prediction.json").read_text())["target_class"] == "CMD"
     assert json.loads((out / outputs.MANIFEST).read_text())["files"] == ["heatmap.nrrd", "heatmap_signed.nrrd",
                                                                          "prediction.json", "texture_scores.csv"]
+    # hostile run: a prediction.json the user had edited was replaced by --overwrite; an edited file is theirs now
+    edited = (out / "prediction.json").read_text().replace('"target_class": "CMD"', '"target_class": "CMD", "x": 1')
+    (out / "prediction.json").write_text(edited)
+    before = snapshot(out)
+    code, _, err = run(["classify", "--ff", leg_files["ff"], "--model", model_files, "--out", out, "--overwrite"],
+                       capsys)
+    assert "prediction.json changed since MDTexture wrote it" in one_error_line(code, err)
+    assert snapshot(out) == before
+    contents = json.loads((out / outputs.MANIFEST).read_text())["contents"]
+    assert contents["prediction.json"]["bytes"] < len(edited.encode()) and len(contents["prediction.json"]["sha256"]) == 64
+    (out / "prediction.json").unlink()  # a file of ours removed: nothing of the user's is lost by replacing
+    code, _, _ = run(["classify", "--ff", leg_files["ff"], "--segmentation", leg_files["muscles"], "--model",
+                      model_files, "--out", out, "--no-report", "--target-class", "CMD", "--overwrite"], capsys)
+    assert code == 0
     # a file the user put into an earlier output is theirs: --overwrite no longer replaces that folder
     (out / "my_measurements.xlsx").write_text("x")
     before = snapshot(out)
