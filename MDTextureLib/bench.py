@@ -341,6 +341,8 @@ def format_report(r: dict) -> str:
                          f"{_target(v['bf16_over_fp32'], 'training_bf16_over_fp32', below=False)}"
                          + (f" (rounds {min(v['bf16_over_fp32_rounds']):.2f}–{max(v['bf16_over_fp32_rounds']):.2f}×)"
                             if v.get("bf16_over_fp32_rounds") else "")
+                         + (f"; the network's forward and backward alone {v['network_bf16_over_fp32']:.2f}× (the "
+                            "ceiling on this machine)" if "network_bf16_over_fp32" in v else "")
                          + recipe)
     if "agreement" in r:
         a = r["agreement"]

@@ -189,6 +189,10 @@ def training_throughput(cards: list, iterations: int = 16, rounds: int = 3, batc
     ratio is kept (``bf16_over_fp32_rounds``: their spread is how far one short measurement can be trusted; with
     two rounds of six iterations one day's runs gave 1.51× and 2.09× for the same code). The data are a few
     ``scan_matrix``² phantom scans resampled to the card's window, so a step costs what it costs in training.
+
+    Beside the loop, the network's own forward and backward pass on one batch (``network_bf16_over_fp32``), timed
+    the same way: the ratio the hardware gives the convolutions, which the loop (augmentation, loss, SGD step: the
+    same cost in both precisions) can only dilute. It is the ceiling of the loop's ratio on this machine.
     """
     import torch
 
@@ -218,11 +222,14 @@ def training_throughput(cards: list, iterations: int = 16, rounds: int = 3, batc
                 per_it[precision].append(train(dataset, config(precision, iterations), progress=False).wall_s
                                          / iterations)
         s_it = {p: statistics.median(v) for p, v in per_it.items()}
+        network = _network_step_s(variant, key[0], batch_size, iterations, rounds)
         recipe = (card.get("training") or {}).get("iterations")
         out["variants"][variant] = {
             "fp32_it_per_s": 1 / s_it["fp32"], "bf16_it_per_s": 1 / s_it["bf16"],
             "bf16_over_fp32": s_it["fp32"] / s_it["bf16"],
             "bf16_over_fp32_rounds": [f / b for f, b in zip(per_it["fp32"], per_it["bf16"])],
+            "network_fp32_s": network["fp32"], "network_bf16_s": network["bf16"],
+            "network_bf16_over_fp32": network["fp32"] / network["bf16"],
             "recipe_iterations": recipe,
             "recipe_fp32_min": recipe * s_it["fp32"] / 60 if recipe else None,
             "recipe_bf16_min": recipe * s_it["bf16"] / 60 if recipe else None,
@@ -230,6 +237,38 @@ def training_throughput(cards: list, iterations: int = 16, rounds: int = 3, batc
             "card_threads": (card.get("training") or {}).get("torch_threads"),
         }
     return out
+
+
+def _network_step_s(variant: str, size_px: int, batch_size: int, iterations: int, rounds: int) -> dict:
+    """{precision: median seconds} of the network's forward, loss and backward pass on one fixed training batch
+    (channels-last, as the loop runs it), the precisions alternating round by round."""
+    import torch
+    import torch.nn.functional as F
+
+    from .network import ICAMNet
+    from .precision import autocast
+
+    torch.manual_seed(0)
+    net = ICAMNet(variant).to(memory_format=torch.channels_last).train()
+    x = torch.randn(batch_size, 3, size_px, size_px).contiguous(memory_format=torch.channels_last)
+    y = torch.arange(batch_size) % 3
+
+    def step(precision: str) -> None:
+        with autocast(precision, "cpu"):
+            loss = F.cross_entropy(net(x), y)
+        net.zero_grad(set_to_none=True)
+        loss.backward()
+
+    times = {"fp32": [], "bf16": []}
+    for precision in times:
+        step(precision)  # warm-up
+    for _ in range(rounds):
+        for precision in times:
+            t0 = time.perf_counter()
+            for _ in range(iterations):
+                step(precision)
+            times[precision].append((time.perf_counter() - t0) / iterations)
+    return {p: statistics.median(v) for p, v in times.items()}
 
 
 # -------------------------------------------------------------------------------------------------- agreement

@@ -80,6 +80,9 @@ def test_training_throughput_prices_the_recipe():
     # lies between them
     rounds = v["bf16_over_fp32_rounds"]
     assert len(rounds) == 2 and min(rounds) <= v["bf16_over_fp32"] * (1 + 1e-9)
+    # the network's own pass, the ceiling of the loop's ratio: timed, and a ratio of its two times
+    assert v["network_fp32_s"] > 0 and v["network_bf16_s"] > 0
+    assert v["network_bf16_over_fp32"] == pytest.approx(v["network_fp32_s"] / v["network_bf16_s"])
 
 
 def test_agreement_on_a_tiny_cohort_with_the_shipped_model():
