@@ -91,3 +91,5 @@ TEXTURE_SCORE_MEANING = "where the network found its evidence for the class, not
 TEXTURE_SCORE_CAVEAT = ("texture scores show " + TEXTURE_SCORE_MEANING + ": on the project's phantoms they ranked "
                         "the muscles of a scan by their true involvement only weakly, while the muscles' mean FF "
                         "tracked it closely")
+#: The same caveat as a sentence of its own (capitalised, full stop), where it stands alone (table, page).
+TEXTURE_SCORE_CAVEAT_SENTENCE = TEXTURE_SCORE_CAVEAT[0].upper() + TEXTURE_SCORE_CAVEAT[1:] + "."

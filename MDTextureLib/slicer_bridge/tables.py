@@ -10,7 +10,7 @@ import vtk
 
 import slicer
 
-from ..constants import CLASSES, TEXTURE_SCORE_CAVEAT
+from ..constants import CLASSES, TEXTURE_SCORE_CAVEAT_SENTENCE
 from ..errors import InputError
 from ..scores import COLUMNS, MuscleScore, ScoreParameters
 from .volumes import ATTRIBUTE_PREFIX
@@ -116,8 +116,8 @@ def fill_score_table(table_node, rows: list, params: ScoreParameters, attributes
         if unit:
             table_node.SetColumnUnitLabel(name, unit)
     # Shown as the column's tooltip in Slicer's table view, and kept with the table when it is saved.
-    table_node.SetColumnDescription("texture_score", "Cai et al. Eq. (5). " + TEXTURE_SCORE_CAVEAT[0].upper()
-                                    + TEXTURE_SCORE_CAVEAT[1:] + " (MDTexture README, Experiments).")
+    table_node.SetColumnDescription("texture_score", "Cai et al. Eq. (5). " + TEXTURE_SCORE_CAVEAT_SENTENCE
+                                    + " (MDTexture README, Experiments)")
     if hasattr(table_node, "SetUseColumnTitleAsColumnHeader"):
         table_node.SetUseColumnTitleAsColumnHeader(True)
     for key, value in {"threshold": params.threshold, "minOverlap": params.min_overlap,

@@ -10,7 +10,7 @@ from trame.ui.vuetify3 import SinglePageWithDrawerLayout
 from trame.widgets import html
 from trame.widgets import vuetify3 as v
 
-from ..constants import CLASSES, FAT_MAP_CAVEAT, TEXTURE_SCORE_CAVEAT
+from ..constants import CLASSES, FAT_MAP_CAVEAT, TEXTURE_SCORE_CAVEAT_SENTENCE
 
 TITLE = "MDTexture: muscular dystrophy texture analysis (research software; phantom-trained)"
 FAT_MAP_HELP = ("ICAM: where the network found the class's evidence; the texture scores always come from it. Fat "
@@ -188,7 +188,7 @@ def _score_section(server, session, act):
             v.VDataTable(v_if="score_rows.length", items=("score_rows",), id="score-table", density="compact",
                          items_per_page=-1, hide_default_footer=True,
                          headers=("legs.length ? [{title: 'Leg', key: 'leg'}].concat(score_headers) : score_headers",))
-            html.Div(TEXTURE_SCORE_CAVEAT[0].upper() + TEXTURE_SCORE_CAVEAT[1:] + ".", v_if="score_rows.length",
+            html.Div(TEXTURE_SCORE_CAVEAT_SENTENCE, v_if="score_rows.length",
                      id="score-caveat", classes="text-caption mt-1")
             v.VBtn("Download CSV", id="download-csv", disabled=("!csv_ready",), classes="mt-2",
                    click="utils.download('texture_scores.csv', trigger('scores_csv'), 'text/csv')")
