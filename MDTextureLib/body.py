@@ -144,8 +144,11 @@ def fill_holes_per_slice(mask_zyx: np.ndarray) -> np.ndarray:
 
 def noise_floor(magnitude_zyx: np.ndarray, tissue_zyx: np.ndarray, spacing_xy_mm: tuple) -> float:
     """The magnitude from which a voxel holds signal, measured in the air: NOISE_FLOOR_TIMES_AIR_MEDIAN × the median
-    of the voxels outside the tissue's in-plane bounding box grown by RIM_MM + 2 pixels; 0 when there is no air
-    there to measure (the body fills the field of view, or the scanner set the air to 0)."""
+    of the voxels outside the tissue's in-plane bounding box grown by RIM_MM + 2 pixels. A field of view cropped
+    tight around the leg (a few mm of air: Slicer's Crop Volume, a scanner's small FOV) leaves no air there; then the
+    air is the image's outermost row and column of every slice, where they are not tissue (hostile run: without a
+    floor the rim grew into the air on all four edges, which then read as a leg cut by the field of view). 0 when
+    there is no air to measure either way (the body fills the field of view, or the scanner set the air to 0)."""
     plane = np.asarray(tissue_zyx).any(axis=0)
     if not plane.any():
         return 0.0
@@ -153,9 +156,15 @@ def noise_floor(magnitude_zyx: np.ndarray, tissue_zyx: np.ndarray, spacing_xy_mm
     ys, xs = np.nonzero(plane)
     air = np.ones(plane.shape, bool)
     air[max(ys.min() - r, 0):ys.max() + r + 1, max(xs.min() - r, 0):xs.max() + r + 1] = False
-    if air.sum() * magnitude_zyx.shape[0] < 100:
+    if air.sum() * magnitude_zyx.shape[0] >= 100:
+        return NOISE_FLOOR_TIMES_AIR_MEDIAN * float(np.median(magnitude_zyx[:, air]))
+    frame = np.zeros(magnitude_zyx.shape, bool)
+    frame[:, [0, -1], :] = True
+    frame[:, :, [0, -1]] = True
+    frame &= ~np.asarray(tissue_zyx, bool)
+    if frame.sum() < 100:
         return 0.0
-    return NOISE_FLOOR_TIMES_AIR_MEDIAN * float(np.median(magnitude_zyx[:, air]))
+    return NOISE_FLOOR_TIMES_AIR_MEDIAN * float(np.median(magnitude_zyx[frame]))
 
 
 def body_mask_from_magnitude(magnitude_zyx: np.ndarray, spacing_xy_mm: tuple) -> np.ndarray:

@@ -17,7 +17,8 @@ value 1, read as "TA" by the 1-7 convention) or a whole-leg mask. Measured on th
 MDTextureLib.labelcheck``, 30 scans): the largest segment, the soleus, covers at most 26 % of its leg's cross-section
 on the slices it is drawn on (MG 13 %, TA 10 %), all seven muscles together 35-49 % and more; a segment above
 ``MAX_SEGMENT_SHARE_OF_LEG`` (40 %) gets a warning, which a one-value mask of all seven earns on 77 % of the phantom
-scans. A plain labelmap holding the value 1 only is named as what it may be in any case.
+scans; a segmentation of the value 1 alone (a binary mask, read as TA) is held to ``LONE_SEGMENT_MAX_SHARE`` (20 %,
+twice the phantom's largest TA), which every such mask of the 30 exceeds and a TA drawn alone does not.
 
 Not used, on purpose: the share of labelled voxels in fat-like tissue (FF ≥ 0.9). Fat-replaced muscle in
 advanced DMD or CMD reaches it: correctly placed labels of a CMD phantom had 17 % of their voxels at FF ≥ 0.9,
@@ -35,6 +36,8 @@ OUTSIDE_BODY_SHARE_ALL = 0.05
 OUTSIDE_BODY_SHARE_SEGMENT = 0.10
 #: Warn when one segment covers more than this share of its leg's cross-section (on the slices it is drawn on).
 MAX_SEGMENT_SHARE_OF_LEG = 0.40
+#: ... and a segmentation of one segment, value 1 (TA by the 1-7 convention: at most 10 % on the phantom), above this.
+LONE_SEGMENT_MAX_SHARE = 0.20
 
 
 def outside_body_shares(layers: np.ndarray, body_mask: np.ndarray) -> tuple[dict, float]:
@@ -118,10 +121,16 @@ def segment_shares_of_leg(layers: np.ndarray, body_mask: np.ndarray) -> dict:
 
 
 def segment_size_warnings(layers: np.ndarray, names: dict, body_mask: np.ndarray) -> list[str]:
-    """A warning per segment that covers more of its leg's cross-section than any one calf muscle does."""
+    """A warning per segment that covers more of its leg's cross-section than any one calf muscle does; for a
+    segmentation of the value 1 alone (a binary mask reads as TA), more than LONE_SEGMENT_MAX_SHARE."""
+    shares = segment_shares_of_leg(layers, body_mask)
+    if list(shares) == [1] and shares[1] > LONE_SEGMENT_MAX_SHARE:
+        return [f"the segmentation holds one segment only, value 1 ({names.get(1, 'label 1')}), covering "
+                f"{shares[1]:.0%} of the leg's cross-section on the slices it is drawn on, more than a "
+                f"{names.get(1, 'TA')} does: is it a binary mask of all the muscles or of the leg? Its texture score "
+                "is not that muscle's; give one value per muscle (1-7: TA, EDL, Per, TP, Sol, LG, MG)"]
     return [_too_large(f"{names.get(value, f'label {value}')!r} (value {value})", share)
-            for value, share in sorted(segment_shares_of_leg(layers, body_mask).items())
-            if share > MAX_SEGMENT_SHARE_OF_LEG]
+            for value, share in sorted(shares.items()) if share > MAX_SEGMENT_SHARE_OF_LEG]
 
 
 def mask_size_warnings(masks: list, body_mask: np.ndarray) -> list[str]:
@@ -142,15 +151,11 @@ def _too_large(segment: str, share: float) -> str:
 
 
 def convention_warning(names: dict) -> str | None:
-    """For a plain labelmap (no segment names in the file; ``names``: its values), a warning when it holds the
-    value 1 only (a binary mask reads as TA) or none of 1-7, the values MDTexture reads as TA, EDL, Per, TP, Sol,
-    LG, MG (its segments are scored under label_N names)."""
+    """For a plain labelmap (no segment names in the file; ``names``: its values), a warning when it holds none of
+    1-7, the values MDTexture reads as TA, EDL, Per, TP, Sol, LG, MG (its segments are scored under label_N
+    names)."""
     from .constants import MUSCLES
 
-    if list(names) == [1]:
-        return (f"the labelmap holds one value only, 1, read as {MUSCLES[0]} (values 1-{len(MUSCLES)}: "
-                f"{', '.join(MUSCLES)}): if it is a mask of all the muscles or of the leg, its score is not the "
-                f"{MUSCLES[0]}'s; give one value per muscle")
     if any(1 <= v <= len(MUSCLES) for v in names):
         return None
     shown = ", ".join(str(v) for v in sorted(names)[:8]) + (", …" if len(names) > 8 else "")
@@ -224,7 +229,8 @@ def _phantom_shares(n_scans: int = 30) -> None:
           + ", ".join(f"{m} {largest[m]:.0%}" for m in MUSCLES if m in largest)
           + f"; all seven together at least {min(together):.0%} (median {np.median(together):.0%}); "
           f"a one-value mask of all seven is above MAX_SEGMENT_SHARE_OF_LEG ({MAX_SEGMENT_SHARE_OF_LEG:.0%}) on "
-          f"{caught:.0%} of the scans")
+          f"{caught:.0%} of the scans, above LONE_SEGMENT_MAX_SHARE ({LONE_SEGMENT_MAX_SHARE:.0%}) on "
+          f"{np.mean(np.asarray(together) > LONE_SEGMENT_MAX_SHARE):.0%}")
 
 
 if __name__ == "__main__":

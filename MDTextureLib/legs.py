@@ -45,7 +45,12 @@ MIN_TIBIA_TO_FIBULA = 1.3  # the tibia's cross-section is 3-6x the fibula's; bel
 MIN_LATERAL_MM = 3.0  # the fibula's centre lies this far lateral of the tibia's (typically 15-30 mm)
 MIN_SLICES_VOTING = 2  # slices on which both bones are found
 MIN_AGREEMENT = 0.75  # share of voting slices that must agree on the side
-CUT_MIN_MM = 10.0  # a leg whose outline runs along an image edge for this length on a slice is cut there
+# A leg whose outline runs along an image edge for this length on a slice is cut there: a cut 2 mm into the skin of
+# a 100-mm calf leaves a 28-mm chord; a mask whose rim reaches the edge across 2 mm of air margin, less.
+CUT_MIN_MM = 20.0
+# Along an edge, dark voxels (no signal) in a run this long are a bone's cortex cut open; lean muscle's noise gives
+# single dark voxels (hostile run: 1-3 per edge line, which had made every cut through muscle a "cut bone").
+BONE_CUT_DARK_RUN_MM = 3.0
 #: The canonical array's edges (rows: y to posterior; columns: x to patient left) as the patient's directions.
 EDGE_NAMES = ("anterior", "posterior", "right", "left")
 
@@ -146,19 +151,23 @@ def _edges(a: np.ndarray) -> tuple:
     return a[:, 0, :], a[:, -1, :], a[:, :, 0], a[:, :, -1]
 
 
-def bone_cut_slices(dark_zyx: np.ndarray, leg_zyx: np.ndarray) -> np.ndarray:
+def bone_cut_slices(dark_zyx: np.ndarray, leg_zyx: np.ndarray, spacing_xyz_mm: tuple) -> np.ndarray:
     """(z,) bool: slices on which an image edge cuts through something without signal inside the leg — along the
     edge, between the leg's first and last voxel there, a voxel that is not the leg's (dark cortex is outside a
-    body mask that cannot close a ring cut open) or is dark."""
+    body mask that cannot close a ring cut open), or a run of dark voxels at least BONE_CUT_DARK_RUN_MM long."""
     cut = np.zeros(leg_zyx.shape[0], bool)
-    for leg, dark in zip(_edges(np.asarray(leg_zyx, bool)), _edges(np.asarray(dark_zyx, bool))):
+    pixel_mm = (spacing_xyz_mm[0], spacing_xyz_mm[0], spacing_xyz_mm[1], spacing_xyz_mm[1])  # along each edge
+    for leg, dark, step in zip(_edges(np.asarray(leg_zyx, bool)), _edges(np.asarray(dark_zyx, bool)), pixel_mm):
         n = leg.shape[1]
         idx = np.arange(n)
         present = leg.any(axis=1)
         first = np.where(present, leg.argmax(axis=1), n)
         last = np.where(present, n - 1 - leg[:, ::-1].argmax(axis=1), -1)
         span = (idx >= first[:, None]) & (idx <= last[:, None])
-        cut |= (span & (~leg | dark)).any(axis=1)
+        cut |= (span & ~leg).any(axis=1)
+        run = min(n, max(1, int(np.ceil(BONE_CUT_DARK_RUN_MM / float(step)))))
+        windows = np.lib.stride_tricks.sliding_window_view(span & dark, run, axis=1)
+        cut |= windows.all(axis=2).any(axis=1)
     return cut
 
 
@@ -198,7 +207,7 @@ def side_from_bones(dark_zyx: np.ndarray, leg_zyx: np.ndarray, spacing_xyz_mm: t
     sx, sy = float(spacing_xyz_mm[0]), float(spacing_xyz_mm[1])
     votes = {"right": 0, "left": 0}
     medial_mm, lateral_mm = [], []
-    bone_cut = bone_cut_slices(dark_zyx, leg_zyx)
+    bone_cut = bone_cut_slices(dark_zyx, leg_zyx, spacing_xyz_mm)
     box = ndimage.find_objects(np.asarray(leg_zyx, np.uint8).max(axis=0))  # only the leg's bounding box matters
     if box:
         dark_zyx, leg_zyx = dark_zyx[(slice(None),) + box[0]], leg_zyx[(slice(None),) + box[0]]

@@ -140,8 +140,10 @@ def test_a_binary_mask_relabelled_values_or_a_negative_background_are_never_scor
         return read_case(CaseInputs(ff=ff, segmentation=str(seg))).labels.warnings
 
     assert warnings_for("drawn", scan.labels.astype(np.uint16)) == []
-    binary = warnings_for("binary", (scan.labels > 0).astype(np.uint8))
-    assert any("holds one value only, 1, read as TA" in w for w in binary)
+    (binary,) = warnings_for("binary", (scan.labels > 0).astype(np.uint8))
+    assert "holds one segment only, value 1 (TA)" in binary and "binary mask" in binary
+    # a TA drawn alone (hostile run, round 2: it had been warned as a possible binary mask) is a TA
+    assert warnings_for("ta alone", (scan.labels == 1).astype(np.uint8)) == []
     # a whole-leg mask, even with the muscles' own values beside it: more of the leg than any one muscle covers
     leg = np.where(scan.ff > 0, 5, 0).astype(np.uint16)
     (size,) = warnings_for("leg", leg)
