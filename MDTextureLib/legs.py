@@ -134,16 +134,24 @@ def bones_per_slice(dark_zyx: np.ndarray, leg_zyx: np.ndarray, pixel_area_mm2: f
     return [sorted(bones, reverse=True) for bones in found]
 
 
-def dark_voxels(ff_zyx: np.ndarray, magnitude_zyx: np.ndarray | None = None) -> np.ndarray:
-    """Voxels without signal: FF below ``DARK_FF``, or W+F below ``DARK_MAGNITUDE`` of the body's median when the
-    magnitude is known."""
+def dark_voxels(ff_zyx: np.ndarray, magnitude_zyx: np.ndarray | None = None, body_zyx: np.ndarray | None = None,
+                spacing_xyz_mm: tuple = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """Voxels without signal: FF below ``DARK_FF``, or, when the magnitude is known, W+F below ``DARK_MAGNITUDE`` of
+    the body's median or below the air's noise floor (:func:`body.noise_floor`, with ``body_zyx``): the floor below
+    which FF derived from water and fat is 0, so a scanner's own FF map (noise ratios in the cortex, not 0) finds the
+    same bones as FF derived here (hostile run: with the scanner's FF beside water and fat no tibia was found)."""
     dark = np.asarray(ff_zyx) < DARK_FF
     if magnitude_zyx is None:
         return dark
     mag = np.asarray(magnitude_zyx, dtype=np.float32)
     body = ~dark
     level = float(np.median(mag[body])) if body.any() else float(np.median(mag))
-    return dark | (mag < DARK_MAGNITUDE * level)
+    threshold = DARK_MAGNITUDE * level
+    if body_zyx is not None:
+        from .body import noise_floor
+
+        threshold = max(threshold, noise_floor(mag, body_zyx, spacing_xyz_mm[:2]))
+    return dark | (mag < threshold)
 
 
 def _edges(a: np.ndarray) -> tuple:
@@ -253,7 +261,7 @@ def find_legs(ff_zyx: np.ndarray, body_zyx: np.ndarray, spacing_xyz_mm: tuple, s
         from .errors import InputError
         raise InputError(f"unknown side {side!r}; use left or right")
     body = np.asarray(body_zyx, bool)
-    dark = dark_voxels(ff_zyx, magnitude_zyx)
+    dark = dark_voxels(ff_zyx, magnitude_zyx, body, spacing_xyz_mm)
     split = split_columns(body, float(spacing_xyz_mm[0]))
     if split is not None:
         legs = []

@@ -272,3 +272,18 @@ def test_a_tight_field_of_view_is_no_cut_and_a_cut_through_muscle_keeps_the_side
         (leg,) = find_legs(series.ff, series.body_mask(), s.spacing_mm, magnitude_zyx=magnitude)
         assert (leg.side, leg.side_source) == ("left", "anatomy"), (route, leg.warnings)
         assert any("posterior edge" in w for w in leg.warnings) and not any("cuts a bone" in w for w in leg.warnings)
+
+
+def test_a_scanners_ff_beside_water_and_fat_finds_the_bones_as_derived_ff_does():
+    """Hostile run, round 2: the scanner's FF map (F / (W + F) everywhere, so the cortex holds noise ratios, not 0)
+    given with water and fat found no tibia, and the leg was assumed right; FF derived from the same water and fat
+    found it. The cortex is now dark below the air's noise floor of W + F in both."""
+    s = make_scan("DMD", seed=1, pixel_mm=1.0, matrix=192)
+    scanner_ff = (np.abs(s.fat) / np.maximum(np.abs(s.water) + np.abs(s.fat), 1e-6)).astype(np.float32)
+    for mirror in (False, True):
+        flip = (lambda a: np.ascontiguousarray(a[:, :, ::-1])) if mirror else (lambda a: a)
+        grid = Grid(s.ff.shape[::-1], s.spacing_mm, s.origin_mm, s.direction)
+        result = classify_volume(series_from_arrays(grid, ff=flip(scanner_ff), water=flip(s.water), fat=flip(s.fat)),
+                                 shipped_model(), device="cpu")
+        leg = result.legs[0]
+        assert (leg.side, leg.side_source) == ("left" if mirror else "right", "anatomy"), leg.warnings
