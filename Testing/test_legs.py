@@ -259,6 +259,13 @@ def test_a_tight_field_of_view_is_no_cut_and_a_cut_through_muscle_keeps_the_side
     np.testing.assert_allclose(tight.probabilities, whole.probabilities, atol=0.01)
     assert (tight.legs[0].side, tight.legs[0].side_source) == ("right", "anatomy")
     assert not any("cut by the field of view" in w for w in tight.warnings)
+    # round 3: 1 mm of air — the mask's closing had stuck to the edges (outside counted as inside) and grown along
+    # them, a false cut on two edges
+    grid, a = _cropped(s, slice(ys.min() - 1, ys.max() + 2), slice(xs.min() - 1, xs.max() + 2))
+    closest = classify_volume(series_from_arrays(grid, water=a["water"], fat=a["fat"]), shipped_model(),
+                              device="cpu", precision="fp32")
+    np.testing.assert_allclose(closest.probabilities, whole.probabilities, atol=0.01)
+    assert not any("cut by the field of view" in w for w in closest.warnings)
     # a left leg (the scan mirrored) cut 10 mm into the calf at its back, through the gastrocnemius: still a left
     # leg by its bones, and a cut leg by its outline; by FF alone and by water and fat
     for route in ("ff", "water and fat"):
@@ -272,6 +279,15 @@ def test_a_tight_field_of_view_is_no_cut_and_a_cut_through_muscle_keeps_the_side
         (leg,) = find_legs(series.ff, series.body_mask(), s.spacing_mm, magnitude_zyx=magnitude)
         assert (leg.side, leg.side_source) == ("left", "anatomy"), (route, leg.warnings)
         assert any("posterior edge" in w for w in leg.warnings) and not any("cuts a bone" in w for w in leg.warnings)
+        # round 3: a cut 3 mm into the subcutaneous fat — the closing grew dim air voxels along the edge, read as a
+        # cut bone's dark cortex; the side was lost
+        grid, a = _cropped(left, slice(0, ys.max() + 1 - 3))
+        series = (series_from_arrays(grid, ff=a["ff"]) if route == "ff" else
+                  series_from_arrays(grid, water=a["water"], fat=a["fat"]))
+        magnitude = None if route == "ff" else np.abs(series.water) + np.abs(series.fat)
+        (leg,) = find_legs(series.ff, series.body_mask(), s.spacing_mm, magnitude_zyx=magnitude)
+        assert (leg.side, leg.side_source) == ("left", "anatomy"), (route, leg.warnings)
+        assert not any("cuts a bone" in w for w in leg.warnings)
 
 
 def test_a_scanners_ff_beside_water_and_fat_finds_the_bones_as_derived_ff_does():
@@ -287,3 +303,17 @@ def test_a_scanners_ff_beside_water_and_fat_finds_the_bones_as_derived_ff_does()
                                  shipped_model(), device="cpu")
         leg = result.legs[0]
         assert (leg.side, leg.side_source) == ("left" if mirror else "right", "anatomy"), leg.warnings
+
+
+def test_a_scanners_ff_alone_cropped_to_a_few_mm_of_noisy_air_reads_as_uncropped():
+    """Hostile run, round 3: a scanner's FF map (noise in the air) of a normal child's leg, cropped to 5 mm of air,
+    read DMD 0.49 where uncropped it read normal 0.79: the mask's closing kept air noise along the edges as body."""
+    s = make_scan("normal", 3, age=5, matrix=128, n_slices=8)
+    scanner_ff = (np.abs(s.fat) / np.maximum(np.abs(s.water) + np.abs(s.fat), 1e-6)).astype(np.float32)
+    s.ff = scanner_ff
+    grid, a = _cropped(s)
+    whole = classify_volume(series_from_arrays(grid, ff=a["ff"]), shipped_model(), device="cpu", precision="fp32")
+    grid, a = _cropped(s, slice(31, 91), slice(37, 101))
+    crop = classify_volume(series_from_arrays(grid, ff=a["ff"]), shipped_model(), device="cpu", precision="fp32")
+    assert whole.verdict == crop.verdict == "normal"
+    np.testing.assert_allclose(crop.probabilities, whole.probabilities, atol=0.02)
