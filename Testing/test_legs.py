@@ -268,26 +268,24 @@ def test_a_tight_field_of_view_is_no_cut_and_a_cut_through_muscle_keeps_the_side
     assert not any("cut by the field of view" in w for w in closest.warnings)
     # a left leg (the scan mirrored) cut 10 mm into the calf at its back, through the gastrocnemius: still a left
     # leg by its bones, and a cut leg by its outline; by FF alone and by water and fat
+    left = make_scan("DMD", seed=1, pixel_mm=1.0, matrix=192)
+    for k in ("water", "fat", "ff"):
+        setattr(left, k, getattr(left, k)[:, :, ::-1])
     for route in ("ff", "water and fat"):
-        left = make_scan("DMD", seed=1, pixel_mm=1.0, matrix=192)
-        for k in ("water", "fat", "ff"):
-            setattr(left, k, getattr(left, k)[:, :, ::-1])
-        grid, a = _cropped(left, slice(0, ys.max() + 1 - 10))
-        series = (series_from_arrays(grid, ff=a["ff"]) if route == "ff" else
-                  series_from_arrays(grid, water=a["water"], fat=a["fat"]))
-        magnitude = None if route == "ff" else np.abs(series.water) + np.abs(series.fat)
-        (leg,) = find_legs(series.ff, series.body_mask(), s.spacing_mm, magnitude_zyx=magnitude)
-        assert (leg.side, leg.side_source) == ("left", "anatomy"), (route, leg.warnings)
-        assert any("posterior edge" in w for w in leg.warnings) and not any("cuts a bone" in w for w in leg.warnings)
+        def leg_cut_at_the_back(depth_px):
+            grid, a = _cropped(left, slice(0, ys.max() + 1 - depth_px))
+            series = (series_from_arrays(grid, ff=a["ff"]) if route == "ff" else
+                      series_from_arrays(grid, water=a["water"], fat=a["fat"]))
+            magnitude = None if route == "ff" else np.abs(series.water) + np.abs(series.fat)
+            (leg,) = find_legs(series.ff, series.body_mask(), s.spacing_mm, magnitude_zyx=magnitude)
+            assert (leg.side, leg.side_source) == ("left", "anatomy"), (route, depth_px, leg.warnings)
+            assert not any("cuts a bone" in w for w in leg.warnings), (route, depth_px)
+            return leg
+
+        assert any("posterior edge" in w for w in leg_cut_at_the_back(10).warnings)
         # round 3: a cut 3 mm into the subcutaneous fat — the closing grew dim air voxels along the edge, read as a
         # cut bone's dark cortex; the side was lost
-        grid, a = _cropped(left, slice(0, ys.max() + 1 - 3))
-        series = (series_from_arrays(grid, ff=a["ff"]) if route == "ff" else
-                  series_from_arrays(grid, water=a["water"], fat=a["fat"]))
-        magnitude = None if route == "ff" else np.abs(series.water) + np.abs(series.fat)
-        (leg,) = find_legs(series.ff, series.body_mask(), s.spacing_mm, magnitude_zyx=magnitude)
-        assert (leg.side, leg.side_source) == ("left", "anatomy"), (route, leg.warnings)
-        assert not any("cuts a bone" in w for w in leg.warnings)
+        leg_cut_at_the_back(3)
 
 
 def test_a_scanners_ff_beside_water_and_fat_finds_the_bones_as_derived_ff_does():
