@@ -194,8 +194,14 @@ def test_a_signal_while_a_subject_is_written_leaves_nothing(subjects, tmp_path, 
         finished.append(Path(out).name)
         return result
     monkeypatch.setattr(pipeline, "write_case", write_case)
-    code, _, err = run(["batch", "--data", subjects, "--out", tmp_path / "res", "--model", model_files, "--quiet",
-                        "--no-report"], capsys)
+    # A shell starts background jobs with SIGINT ignored, and MDTexture leaves an ignored signal ignored (as nohup
+    # users expect): the interrupt under test needs Python's own handler, whoever started the test run.
+    before = signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+    try:
+        code, _, err = run(["batch", "--data", subjects, "--out", tmp_path / "res", "--model", model_files,
+                            "--quiet", "--no-report"], capsys)
+    finally:
+        signal.signal(signum, before)
     if signum == signal.SIGTERM:
         assert code == 128 + signal.SIGTERM and "stopped by SIGTERM" in err
     else:
