@@ -97,6 +97,8 @@ class Series:
     pixel_spacing: tuple  # PixelSpacing (row spacing, column spacing), mm
     frames: int = 1
     images_in_acquisition: int = 0  # (0020,1002) when the UID holds only this group, else 0 (not comparable)
+    study_uid: str = ""  # StudyInstanceUID: the examination the series belongs to
+    patient_id: str = ""  # PatientID, as the scanner wrote it
 
     @property
     def n_slices(self) -> int:
@@ -247,7 +249,8 @@ def _make_series(key: str, items: list, whole_uid: bool = True) -> Series:
                   ipp_mm=tuple(ipps[i] for i in order),
                   role=role, rule=rule, rows=int(ds0.Rows), columns=int(ds0.get("Columns", 0)),
                   orientation=orientation, pixel_spacing=spacing, frames=int(ds0.get("NumberOfFrames", 1) or 1),
-                  images_in_acquisition=_int(ds0.get("ImagesInAcquisition")) if whole_uid else 0)
+                  images_in_acquisition=_int(ds0.get("ImagesInAcquisition")) if whole_uid else 0,
+                  study_uid=str(ds0.get("StudyInstanceUID", "") or ""), patient_id=str(ds0.get("PatientID", "") or ""))
 
 
 def _int(element) -> int:
@@ -426,13 +429,15 @@ def _resolve(found: list[Series], key: str, study: str) -> Series:
 
 
 def choose_series(found: list[Series], choices=(), study: str = "study") -> dict:
-    """{role: Series} for 'ff', 'water', 'fat' — by the tags (see the module's table), or as ``choices`` say.
+    """{role: Series} for 'ff', 'water', 'fat' — by the tags (see the module's table), or as ``choices`` say; refused
+    when they come from different examinations (:func:`_one_examination`).
 
     ``choices`` are keys as listed (a SeriesInstanceUID, ``UID/N`` for one image type of a split UID, or a unique
     prefix), each optionally ``ROLE=KEY`` to give the role where the tags do not. Raises InputError, listing every
     series found and how to choose, when the choice is ambiguous or nothing usable is found.
     """
-    how = ("choose with --series KEY (repeatable; ROLE=KEY with ROLE ff, water or fat when the tags do not say)")
+    how = ("choose with --series KEY (repeatable; ROLE=KEY with ROLE ff, water or fat when the tags do not say; "
+           "mdtexture batch has no --series: give each subject a folder holding one study's Dixon series)")
     if choices:
         chosen: dict = {}
         for choice in choices:
@@ -453,7 +458,7 @@ def choose_series(found: list[Series], choices=(), study: str = "study") -> dict
         if "ff" not in chosen and not ("water" in chosen and "fat" in chosen):
             raise InputError(f"study {study}: the chosen series give {', '.join(sorted(chosen))}; an FF series or "
                              f"both water and fat are needed; {how}; series found: {_listing(found)}")
-        return chosen
+        return _one_examination(chosen, study)
     by_role = {r: [s for s in found if s.role == r] for r in ROLES}
     if len(by_role["ff"]) > 1:
         raise InputError(f"study {study}: {len(by_role['ff'])} fat-fraction series, which one?; {how}; "
@@ -465,15 +470,29 @@ def choose_series(found: list[Series], choices=(), study: str = "study") -> dict
         fat = [s for s in by_role["fat"] if s.same_stack(ff)]
         if len(water) == 1 and len(fat) == 1:
             chosen.update(water=water[0], fat=fat[0])
-        return chosen
+        return _one_examination(chosen, study)
     if len(by_role["water"]) == 1 and len(by_role["fat"]) == 1:
-        return {"water": by_role["water"][0], "fat": by_role["fat"][0]}
+        return _one_examination({"water": by_role["water"][0], "fat": by_role["fat"][0]}, study)
     if by_role["water"] or by_role["fat"]:
         reason = (f"{len(by_role['water'])} water and {len(by_role['fat'])} fat series and no fat-fraction series, "
                   "so no one pair to use")
     else:
         reason = "no series is tagged as water, fat or fat fraction"
     raise InputError(f"study {study}: {reason}; {how}; series found: {_listing(found)}")
+
+
+def _one_examination(chosen: dict, study: str) -> dict:
+    """``chosen`` itself when its series share one StudyInstanceUID and one PatientID (where the files give them);
+    InputError otherwise: water from one examination and fat from another (hostile run: a DMD scan's water with a
+    normal scan's fat, chosen with --series, gave a confident DMD 0.99) is no Dixon series."""
+    for tag, attribute in (("StudyInstanceUID", "study_uid"), ("PatientID", "patient_id")):
+        values = {getattr(s, attribute) for s in chosen.values() if getattr(s, attribute)}
+        if len(values) > 1:
+            listed = ", ".join(f"{ROLE_NAMES[role]} {s.key} ({tag} {getattr(s, attribute)})"
+                               for role, s in sorted(chosen.items(), key=lambda kv: ROLES.index(kv[0])))
+            raise InputError(f"study {study}: the chosen series come from different examinations ({listed}); "
+                             "water, fat and FF must be of one scan: choose series of one study with --series")
+    return chosen
 
 
 def load_study(folder: str | os.PathLike, choices=(), ff_unit: str = "auto"):

@@ -205,7 +205,8 @@ def report_swap(check: SwapCheck, n_slices: int, notes: list, derived: bool) -> 
     evidence = (f"subcutaneous fat reads FF {100 * check.shell_ff:.0f} %, deeper tissue {100 * check.deep_ff:.0f} % "
                 "(median)")
     if check.body_wide:
-        fix = ("give the images the other way round (--water FAT --fat WATER)" if derived else
+        fix = ("give the images the other way round (--water FAT --fat WATER; for a --study, --series water=KEY "
+               "--series fat=KEY with the two series' keys exchanged)" if derived else
                "the map looks like 1 − FF; derive FF from the water and fat images, checking which is which")
         raise InputError(f"water and fat look swapped in {n} of {check.judged_slices} judged slices "
                          f"({evidence}): {fix}")

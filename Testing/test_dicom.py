@@ -38,7 +38,7 @@ def dixon_volumes(n_slices=6, rows=32, cols=40):
 def write_series(folder: Path, volume_zyx: np.ndarray, *, uid: str, description: str, image_type: str,
                  positions_mm=None, orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0), slope: float = 0.01,
                  intercept: float = -100.0, manufacturer: str = "SIEMENS", philips_type: str | None = None,
-                 first_instance: int = 1, name_prefix: str = "") -> np.ndarray:
+                 first_instance: int = 1, name_prefix: str = "", study_uid: str | None = None) -> np.ndarray:
     """One DICOM MR file per slice; returns the values a reader must find (stored integers × slope + intercept)."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
@@ -58,7 +58,7 @@ def write_series(folder: Path, volume_zyx: np.ndarray, *, uid: str, description:
         ds.file_meta = meta
         ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
         ds.Modality, ds.Manufacturer = "MR", manufacturer
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = STUDY_UID, uid
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid or STUDY_UID, uid
         ds.SeriesDescription, ds.ImageType = description, image_type.split("\\")
         ds.InstanceNumber = first_instance + k
         ds.ImagePositionPatient = [f"{v:.4f}" for v in np.asarray(ORIGIN) + positions_mm[k] * normal]
@@ -402,3 +402,24 @@ def test_slices_lost_at_an_end_are_warned_when_images_in_acquisition_says_so(tmp
     image = read_image(tmp_path / "s", "fat-fraction image", notes)
     assert image.GetSize()[2] == 6
     assert any("6 slices where ImagesInAcquisition (0020,1002) says 7" in n for n in notes)
+
+
+def test_series_of_two_examinations_are_never_combined(tmp_path):
+    """Hostile run: one folder held two studies; water from one and fat from the other, chosen with --series, gave a
+    confident verdict with no word. Series of different studies (StudyInstanceUID) are refused whether chosen by
+    hand or by their tags; series of one study are read as before."""
+    vol = dixon_volumes()
+    root = tmp_path / "two"
+    write_series(root / "a_W", vol["water"], uid="1.2.3.24", description="dixon_W",
+                 image_type="DERIVED\\PRIMARY\\DIXON\\W")
+    write_series(root / "b_F", vol["fat"], uid="1.2.4.25", description="dixon_F",
+                 image_type="DERIVED\\PRIMARY\\DIXON\\F", study_uid="1.2.4")
+    with pytest.raises(InputError, match=r"come from different examinations .*water image 1\.2\.3\.24 .*fat image "
+                                         r"1\.2\.4\.25 \(StudyInstanceUID 1\.2\.4\)"):
+        load_study(root, choices=("water=1.2.3.24", "fat=1.2.4.25"))
+    with pytest.raises(InputError, match="different examinations"):
+        load_study(root)  # one water and one fat series by their tags: the same pair, the same refusal
+    write_series(root / "a_F", vol["fat"], uid="1.2.3.25", description="dixon_F",
+                 image_type="DERIVED\\PRIMARY\\DIXON\\F")
+    series, facts = load_study(root, choices=("water=1.2.3.24", "fat=1.2.3.25"))
+    assert facts["study_series_used"]["fat"]["series_instance_uid"] == "1.2.3.25"

@@ -156,3 +156,15 @@ def test_a_forced_unit_that_the_values_contradict_is_warned():
     assert any("forced to permille" in w and "read as percent" in w for w in per_mille.warnings)
     agreed = series_from_arrays(grid, ff=ff, ff_unit="fraction")
     assert not any("forced" in w for w in agreed.warnings)
+
+
+def test_a_body_wide_swap_says_how_to_give_the_series_the_other_way_round_for_a_study_too():
+    """Hostile run: the refusal advised --water FAT --fat WATER, which --study does not take; it now names the
+    --series form as well."""
+    from MDTextureLib.errors import InputError
+    from MDTextureLib.ffcheck import SwapCheck, report_swap
+
+    check = SwapCheck(tuple(range(10)), 10, 0.1, 0.6)
+    with pytest.raises(InputError) as refused:
+        report_swap(check, 10, [], derived=True)
+    assert "--water FAT --fat WATER" in str(refused.value) and "--series water=KEY --series fat=KEY" in str(refused.value)
