@@ -214,11 +214,16 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
     return manifest if isinstance(manifest, dict) and manifest.get("written_by") == "MDTexture" else None
 
 
+#: How a command-line user replaces an earlier output (a face without --overwrite passes its own words).
+REPLACE_HINT = "pass --overwrite to replace it, or choose a new folder"
+
+
 def check_output_folder(out: str | os.PathLike, inputs=(), overwrite: bool = False,
-                        what: str = "output folder") -> None:
+                        what: str = "output folder", replace_hint: str = REPLACE_HINT) -> None:
     """Refuse (InputError, one line) an output folder whose replacement would destroy what MDTexture did not write.
 
     Call it before the work starts, to fail at once; :func:`atomic_dir` calls it again before moving into place.
+    ``replace_hint``: what the refusal of an earlier output tells the user to do.
     """
     out = Path(out)
     check_apart_from_inputs(out, inputs, what)
@@ -236,7 +241,7 @@ def check_output_folder(out: str | os.PathLike, inputs=(), overwrite: bool = Fal
                          "MDTexture output; choose a new or empty folder")
     earlier = f"an earlier MDTexture output ({manifest.get('command', '?')}, {manifest.get('time_utc', '?')})"
     if not overwrite:
-        raise InputError(f"{what} {out} holds {earlier}; pass --overwrite to replace it, or choose a new folder")
+        raise InputError(f"{what} {out} holds {earlier}; {replace_hint}")
     added = sorted(set(_tree(out)) - set(manifest.get("files", [])) - {MANIFEST})
     if added:
         shown = ", ".join(added[:3]) + (", …" if len(added) > 3 else "")
@@ -315,21 +320,21 @@ def _move_into_place(tmp: Path, out: Path, what: str) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(out: str | os.PathLike, command: str, overwrite: bool = False, inputs=(),
-               what: str = "output folder"):
+               what: str = "output folder", replace_hint: str = REPLACE_HINT):
     """Yield a temporary folder; on success it becomes ``out``, with a manifest, under the module's rule.
 
     ``command`` is recorded in the manifest; ``inputs`` are every path the command reads; ``overwrite`` allows
     replacing an earlier MDTexture output. Nothing else is ever replaced.
     """
     out = Path(out)
-    check_output_folder(out, inputs, overwrite, what)
+    check_output_folder(out, inputs, overwrite, what, replace_hint)
     target = _real(out)  # a symbolic link to a folder: write where it points, and keep the link
     tmp = temp_sibling(target, what)
     try:
         yield tmp
         _write_manifest(tmp, command)
         with signals_deferred():
-            check_output_folder(out, inputs, overwrite, what)  # nothing appeared there while we worked
+            check_output_folder(out, inputs, overwrite, what, replace_hint)  # nothing appeared there meanwhile
             _move_into_place(tmp, target, what)
     except BaseException:
         with signals_deferred(reraise=False):

@@ -131,7 +131,9 @@ def test_export_folder_is_whole_on_the_ff_grid_and_never_replaces(classified, en
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["precision"] == engine_answer["prediction"]["precision"] == classified.p.precisionUsed
     classified.guarded(classified.export_folder, "exported")
-    assert "exists" in classified.state.error or "overwrite" in classified.state.error
+    # hostile run: the page has no --overwrite, yet the refusal said to pass it, beside the first export's message
+    assert "export under a new name" in classified.state.error and "--overwrite" not in classified.state.error
+    assert classified.state.message == ""
     classified.guarded(classified.export_folder, "../outside")
     assert "outside the data folder" in classified.state.error
     assert not (data_root.parent / "outside").exists()

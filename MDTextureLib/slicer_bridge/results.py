@@ -54,12 +54,17 @@ def slice_probabilities(table_node) -> np.ndarray:
                      for r in range(table.GetNumberOfRows())], dtype=float).reshape(-1, len(CLASSES))
 
 
-def write_result_folder(p, out, overwrite: bool = False, leg_rows: dict | None = None) -> str:
+#: The browser app's export has no --overwrite: an earlier export stays, the user picks another name.
+EXPORT_REPLACE_HINT = "export under a new name (an earlier export is never replaced from the page)"
+
+
+def write_result_folder(p, out, overwrite: bool = False, leg_rows: dict | None = None,
+                        replace_hint: str = EXPORT_REPLACE_HINT) -> str:
     """Write the scene's results for the parameter node ``p`` into the new folder ``out``; returns its path."""
     if p.ff is None or not p.verdict:
         raise InputError("nothing to export yet: classify first")
     grid = grid_of_volume(p.ff)
-    with atomic_dir(out, "serve export", overwrite=overwrite) as tmp:
+    with atomic_dir(out, "serve export", overwrite=overwrite, replace_hint=replace_hint) as tmp:
         try:
             for c in CLASSES:
                 heat = p.heatmap(c)

@@ -320,6 +320,7 @@ class WebSession:
         return scores_csv_text(self.score_rows, self.p.scoreParameters())
 
     def export_folder(self, name: str):
+        self.state.message = ""  # an earlier export's "written to" must not stand beside this one's refusal
         out = self.data_root.resolve(name)
         path = write_result_folder(self.p, out, leg_rows=self.score_rows if isinstance(self.score_rows, dict) else None)
         self.state.message = f"Results written to {self.data_root.relative(Path(path))}/ in the data folder"
