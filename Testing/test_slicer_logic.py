@@ -422,6 +422,24 @@ def test_a_segment_larger_than_any_muscle_is_said_with_the_scores(classified, tm
         logic.computeScores(p)
 
 
+def test_scores_refuse_a_heatmap_of_another_ff_volume(classified, scan_dir):
+    """Hostile run: after Classify on one FF volume, another FF on the same grid was selected and the scores came
+    back from the first volume's heatmap with the second's FF values, with no word. Each heatmap now refers to the
+    FF volume it came from; the scores refuse another one, naming both."""
+    scene, logic, p = classified["scene"], classified["logic"], classified["p"]
+    ff = p.ff
+    other = _read_volume(scene, scan_dir / "ff.nrrd", "ff again")
+    p.ff = other
+    try:
+        with pytest.raises(InputError, match=r"computed from the volume 'ff', not from the selected fat-fraction "
+                                             r"volume 'ff again': click Classify again"):
+            logic.computeScores(p)
+    finally:
+        p.ff = ff
+        scene.RemoveNode(other)
+    assert len(logic.computeScores(p)) == 7  # its own FF again: scored
+
+
 def test_score_table_equals_engine(classified, engine):
     series_ref, result_ref, labelmap = engine
     p, rows = classified["p"], classified["rows"]

@@ -94,6 +94,10 @@ def style_heatmap(scene, heat_node, floor: float = DEFAULT_DISPLAY_FLOOR) -> Non
     display.SetInterpolate(1)
 
 
+#: The node reference from a heatmap volume to the FF volume it was computed from.
+SOURCE_FF_REFERENCE = "MDTextureSourceFF"
+
+
 def heatmap_node(scene, ff_node, heatmap_zyx: np.ndarray, class_name: str, node=None, floor=DEFAULT_DISPLAY_FLOOR,
                  model_name: str = "", model_sha256: str = "", overlay: str = "icam"):
     """The ICAM heatmap (``overlay`` "icam") or fat attribution ("fat") of ``class_name`` as a volume with exactly
@@ -108,6 +112,9 @@ def heatmap_node(scene, ff_node, heatmap_zyx: np.ndarray, class_name: str, node=
     node.SetAttribute(ATTRIBUTE_PREFIX + "modelSha256", model_sha256)
     node.SetAttribute(ATTRIBUTE_PREFIX + "overlay", overlay)
     node.SetAttribute(ATTRIBUTE_PREFIX + "method", _METHODS[overlay])
+    # which FF volume the map was computed from (a reference, so a saved and reloaded scene keeps it): the scores
+    # refuse a heatmap of one volume with the FF values of another
+    node.SetNodeReferenceID(SOURCE_FF_REFERENCE, ff_node.GetID())
     style_heatmap(scene, node, floor)
     return node
 

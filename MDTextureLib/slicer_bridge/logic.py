@@ -24,8 +24,8 @@ from ..modelcard import default_model_path, read_card
 from ..precision import PRECISION_NAMES
 from ..scores import normal_class_warning
 from .case_files import load_case_files, load_study_folder
-from .display import LAYOUT_FOUR_UP_PLOT_TABLE, OVERLAY_TITLES, heatmap_node, set_foreground_opacity, \
-    show_color_legend, show_in_slice_views, style_heatmap
+from .display import LAYOUT_FOUR_UP_PLOT_TABLE, OVERLAY_TITLES, SOURCE_FF_REFERENCE, heatmap_node, \
+    set_foreground_opacity, show_color_legend, show_in_slice_views, style_heatmap
 from .inputs import guess_dixon_inputs
 from .job import ClassifyJob, ClassifyOutcome
 from .parameters import OVERLAYS, MDTextureParameters, parameter_node
@@ -434,6 +434,10 @@ class MDTextureLogic:
         heat = self.currentHeatmap(p)
         if heat is None:
             raise InputError("no heatmap yet: click Classify first")
+        source = heat.GetNodeReference(SOURCE_FF_REFERENCE)
+        if source is not None and source is not p.ff:  # hostile run: another FF on the same grid was scored silently
+            raise InputError(f"the heatmap was computed from the volume {source.GetName()!r}, not from the selected "
+                             f"fat-fraction volume {p.ff.GetName()!r}: click Classify again")
         ff_grid = grid_of_volume(p.ff)
         diff = ff_grid.mismatch(grid_of_volume(heat))
         if diff:
