@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .body import IN_PLANE_CONNECTIVITY, fill_holes_per_slice
+from .body import IN_PLANE_CONNECTIVITY, fill_holes_per_slice, noise_floor
 
 SIDES = ("right", "left")
 
@@ -148,8 +148,6 @@ def dark_voxels(ff_zyx: np.ndarray, magnitude_zyx: np.ndarray | None = None, bod
     level = float(np.median(mag[body])) if body.any() else float(np.median(mag))
     threshold = DARK_MAGNITUDE * level
     if body_zyx is not None:
-        from .body import noise_floor
-
         threshold = max(threshold, noise_floor(mag, body_zyx, spacing_xyz_mm[:2]))
     return dark | (mag < threshold)
 
